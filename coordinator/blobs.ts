@@ -1,0 +1,50 @@
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { isHash, sha256Hex, type Hash } from '../src/protocol/index.ts'
+
+export class BlobNotFoundError extends Error {
+  override name = 'BlobNotFoundError'
+}
+
+/**
+ * Content-addressed blobs (checkpoints, updates, data shards) on disk under `<dir>/<aa>/<hash>`.
+ * Writes go to a temporary name and are renamed into place, so a process killed mid-write never leaves
+ * a truncated blob under a valid hash.
+ */
+export class BlobStore {
+  constructor(readonly dir: string) {}
+
+  private pathOf(hash: Hash): string {
+    return join(this.dir, hash.slice(2, 4), hash.slice(2))
+  }
+
+  async put(bytes: Uint8Array): Promise<Hash> {
+    const hash = sha256Hex(bytes)
+    if (await this.has(hash)) return hash
+    const path = this.pathOf(hash)
+    await mkdir(join(this.dir, hash.slice(2, 4)), { recursive: true })
+    const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`
+    await writeFile(tmp, bytes)
+    await rename(tmp, path)
+    return hash
+  }
+
+  async has(hash: string): Promise<boolean> {
+    if (!isHash(hash)) return false
+    try {
+      await stat(this.pathOf(hash))
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  async get(hash: string): Promise<Uint8Array> {
+    if (!isHash(hash)) throw new BlobNotFoundError(`${hash} is not a SHA-256 hex digest`)
+    try {
+      return new Uint8Array(await readFile(this.pathOf(hash)))
+    } catch {
+      throw new BlobNotFoundError(`no blob ${hash}`)
+    }
+  }
+}

@@ -1,0 +1,146 @@
+import { PGlite } from '@electric-sql/pglite'
+import pg from 'pg'
+
+/**
+ * The store speaks PostgreSQL SQL. Two engines behind one small interface: PGlite (PostgreSQL compiled to
+ * WASM, in-process, persisted to a folder) as the embedded default, and a real server through `pg` when
+ * DATABASE_URL is set. The SQL is the same for both; tests run the store suite on each.
+ */
+export interface Queryable {
+  query<Row = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<Row[]>
+}
+
+export interface Database extends Queryable {
+  readonly engine: 'pglite' | 'postgres'
+  /** Runs `fn` inside BEGIN/COMMIT, rolling back if it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>
+  close(): Promise<void>
+}
+
+export async function openPglite(dataDir?: string): Promise<Database> {
+  const db = dataDir ? new PGlite(dataDir) : new PGlite()
+  await db.waitReady
+  return {
+    engine: 'pglite',
+    async query<Row>(sql: string, params: unknown[] = []) {
+      return (await db.query<Row>(sql, params)).rows
+    },
+    async transaction<T>(fn: (tx: Queryable) => Promise<T>) {
+      return db.transaction(async (tx) =>
+        fn({
+          async query<Row>(sql: string, params: unknown[] = []) {
+            return (await tx.query<Row>(sql, params)).rows
+          },
+        }),
+      ) as Promise<T>
+    },
+    async close() {
+      await db.close()
+    },
+  }
+}
+
+export async function openPostgres(connectionString: string): Promise<Database> {
+  const pool = new pg.Pool({ connectionString, max: 10 })
+  // Fail at start-up, not on the first request, when the server is unreachable.
+  const client = await pool.connect()
+  client.release()
+  return {
+    engine: 'postgres',
+    async query<Row>(sql: string, params: unknown[] = []) {
+      return (await pool.query(sql, params)).rows as Row[]
+    },
+    async transaction<T>(fn: (tx: Queryable) => Promise<T>) {
+      const conn = await pool.connect()
+      try {
+        await conn.query('BEGIN')
+        const result = await fn({
+          async query<Row>(sql: string, params: unknown[] = []) {
+            return (await conn.query(sql, params)).rows as Row[]
+          },
+        })
+        await conn.query('COMMIT')
+        return result
+      } catch (error) {
+        await conn.query('ROLLBACK').catch(() => {})
+        throw error
+      } finally {
+        conn.release()
+      }
+    },
+    async close() {
+      await pool.end()
+    },
+  }
+}
+
+export async function openDatabase(options: { databaseUrl?: string; dataDir?: string }): Promise<Database> {
+  return options.databaseUrl ? openPostgres(options.databaseUrl) : openPglite(options.dataDir)
+}
+
+/** Schema migrations, applied in order and recorded, so a data folder from an older build upgrades. */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE jobs (
+     id              text PRIMARY KEY,
+     spec            jsonb NOT NULL,
+     status          text NOT NULL DEFAULT 'active',
+     round           integer NOT NULL DEFAULT 0,
+     checkpoint      text NOT NULL,
+     initial_loss    double precision,
+     initial_accuracy double precision,
+     created_at      bigint NOT NULL
+   );
+   CREATE TABLE units (
+     job_id          text NOT NULL REFERENCES jobs(id),
+     round           integer NOT NULL,
+     unit            integer NOT NULL,
+     status          text NOT NULL DEFAULT 'open',
+     lease_id        text,
+     leased_to       text,
+     lease_expires_at bigint,
+     leases_issued   integer NOT NULL DEFAULT 0,
+     output_hash     text,
+     signature       text,
+     device_class    text,
+     examples        integer,
+     train_loss      double precision,
+     accepted_at     bigint,
+     PRIMARY KEY (job_id, round, unit)
+   );
+   CREATE TABLE leases (
+     id              text PRIMARY KEY,
+     job_id          text NOT NULL REFERENCES jobs(id),
+     round           integer NOT NULL,
+     unit            integer NOT NULL,
+     contributor     text NOT NULL,
+     issued_at       bigint NOT NULL,
+     expires_at      bigint NOT NULL
+   );
+   CREATE UNIQUE INDEX units_lease_id ON units (lease_id);
+   CREATE INDEX units_open ON units (job_id, round, status);
+   CREATE TABLE rounds (
+     job_id          text NOT NULL REFERENCES jobs(id),
+     round           integer NOT NULL,
+     input_hash      text NOT NULL,
+     output_hash     text NOT NULL,
+     closed_at       bigint NOT NULL,
+     train_loss      double precision NOT NULL,
+     held_out_loss   double precision NOT NULL,
+     held_out_accuracy double precision NOT NULL,
+     units           integer NOT NULL,
+     PRIMARY KEY (job_id, round)
+   );`,
+]
+
+export async function migrate(db: Database): Promise<void> {
+  await db.query(`CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)`)
+  const rows = await db.query<{ version: number }>(`SELECT version FROM schema_migrations`)
+  const applied = new Set(rows.map((r) => Number(r.version)))
+  for (const [i, sql] of MIGRATIONS.entries()) {
+    if (applied.has(i + 1)) continue
+    await db.transaction(async (tx) => {
+      for (const statement of sql.split(/;\s*$/m).filter((s) => s.trim())) await tx.query(statement)
+      await tx.query(`INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, [i + 1, Date.now()])
+    })
+  }
+}

@@ -1,0 +1,116 @@
+import { existsSync } from 'node:fs'
+import fastifyStatic from '@fastify/static'
+import fastifyWebsocket from '@fastify/websocket'
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { ApiErrorBody, CoordinatorInfo, LiveMessage } from '../src/protocol/index.ts'
+import { BlobNotFoundError, type BlobStore } from './blobs.ts'
+import { CoordinatorError } from './errors.ts'
+import type { JobService } from './jobs.ts'
+
+export interface HttpOptions {
+  jobs: JobService
+  blobs: BlobStore
+  info: CoordinatorInfo
+  /** Built site to serve at `/` (vite's output); omitted in API-only tests. */
+  siteDir?: string
+  logger?: boolean
+}
+
+/** Fastify's default body limit is 1 MiB; blobs and updates of bigger models need more, checked per job. */
+const BODY_LIMIT_BYTES = 64 * 1024 * 1024
+
+export async function buildHttpServer(options: HttpOptions): Promise<FastifyInstance> {
+  const { jobs, blobs } = options
+  const app = Fastify({ logger: options.logger ?? false, bodyLimit: BODY_LIMIT_BYTES })
+  await app.register(fastifyWebsocket)
+
+  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
+
+  app.setErrorHandler((error, _request, reply) => {
+    let body: ApiErrorBody
+    let status: number
+    if (error instanceof CoordinatorError) {
+      status = error.status
+      body = { error: error.name, code: error.code, message: error.message }
+    } else if (error instanceof BlobNotFoundError) {
+      status = 404
+      body = { error: error.name, code: 'blob_not_found', message: error.message }
+    } else if (typeof (error as { statusCode?: number }).statusCode === 'number' && (error as { statusCode: number }).statusCode < 500) {
+      const e = error as { statusCode: number; code?: string; message: string }
+      status = e.statusCode
+      body = {
+        error: 'RequestError',
+        code: status === 413 ? 'payload_too_large' : (e.code ?? 'malformed_request').toLowerCase(),
+        message: e.message,
+      }
+    } else {
+      app.log.error(error)
+      status = 500
+      body = { error: 'InternalError', code: 'internal', message: 'internal error; the request was not recorded' }
+    }
+    void reply.status(status).send(body)
+  })
+
+  app.get('/api/info', async () => options.info)
+
+  app.get('/api/jobs', async () => ({ jobs: await jobs.listJobs() }))
+
+  app.get<{ Params: { jobId: string } }>('/api/jobs/:jobId', async (req) => jobs.getJob(req.params.jobId))
+
+  app.get<{ Params: { jobId: string } }>('/api/jobs/:jobId/progress', async (req) => jobs.progress(req.params.jobId))
+
+  app.post<{ Params: { jobId: string }; Body: { contributor?: unknown } }>('/api/jobs/:jobId/leases', async (req) =>
+    jobs.lease(req.params.jobId, req.body?.contributor),
+  )
+
+  app.post<{ Params: { leaseId: string }; Body: Buffer }>(
+    '/api/leases/:leaseId/submission',
+    {
+      // Refuse an oversized body before buffering it: the largest valid update of any job here.
+      preParsing: async (req, _reply, payload) => {
+        const length = Number(req.headers['content-length'] ?? NaN)
+        if (Number.isFinite(length) && length > BODY_LIMIT_BYTES) {
+          throw new CoordinatorError('payload_too_large', `submission of ${length} bytes exceeds ${BODY_LIMIT_BYTES}`)
+        }
+        return payload
+      },
+    },
+    async (req) => {
+      if (!Buffer.isBuffer(req.body)) {
+        throw new CoordinatorError('malformed_submission', 'submission must be sent as application/octet-stream')
+      }
+      return jobs.submit(req.params.leaseId, new Uint8Array(req.body.buffer, req.body.byteOffset, req.body.byteLength))
+    },
+  )
+
+  app.get<{ Params: { hash: string } }>('/api/blobs/:hash', async (req, reply) => {
+    const bytes = await blobs.get(req.params.hash)
+    // Content-addressed: the bytes under a hash never change.
+    void reply.header('cache-control', 'public, max-age=31536000, immutable')
+    void reply.type('application/octet-stream')
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  })
+
+  app.get<{ Params: { jobId: string } }>('/api/jobs/:jobId/live', { websocket: true }, (socket, req) => {
+    const jobId = req.params.jobId
+    const send = async () => {
+      try {
+        const message: LiveMessage = { type: 'progress', progress: await jobs.progress(jobId) }
+        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(message))
+      } catch (error) {
+        if (error instanceof CoordinatorError) socket.close(4404, error.message.slice(0, 120))
+      }
+    }
+    const onProgress = (id: string) => {
+      if (id === jobId) void send()
+    }
+    jobs.events.on('progress', onProgress)
+    socket.on('close', () => jobs.events.off('progress', onProgress))
+    void send()
+  })
+
+  if (options.siteDir && existsSync(options.siteDir)) {
+    await app.register(fastifyStatic, { root: options.siteDir, extensions: ['html'] })
+  }
+  return app
+}

@@ -1,0 +1,132 @@
+import { readFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import * as tf from '@tensorflow/tfjs'
+import { encodeIdx, labelledSetFromIdx, sliceIdx, type LabelledSet } from '../../src/data/idx.ts'
+import {
+  hashTensorList,
+  parseJobSpec,
+  seededU32Stream,
+  sha256Hex,
+  type JobSpec,
+  type TensorList,
+} from '../../src/protocol/index.ts'
+import { readIdxFile } from '../idxFile.ts'
+
+/** The MNIST test split shipped in the repository (CC BY-SA 3.0, see datasets/mnist-t10k/README.md). */
+export const MNIST_DIR = fileURLToPath(new URL('../../datasets/mnist-t10k/', import.meta.url))
+
+/** A fixed split of the 10,000 shipped digits: the first 8,000 train, the last 2,000 are held out. */
+export const MNIST_TRAIN_COUNT = 8000
+export const MNIST_HELD_OUT_COUNT = 2000
+
+export interface PresetBlobs {
+  spec: JobSpec
+  /** Every blob the spec references, by hash: initial weights and data shards. */
+  blobs: Map<string, Uint8Array>
+  heldOut: LabelledSet
+  train: LabelledSet
+}
+
+/** A 784-64-10 perceptron: small enough for SwiftShader in CI, good for ~90% on held-out digits. */
+export function mnistTopology(): Record<string, unknown> {
+  const model = tf.sequential({
+    name: 'mnist_mlp',
+    layers: [
+      // Explicit names: tfjs numbers unnamed layers from a process-wide counter, which would make
+      // the topology (and so the spec hash) depend on what else the process built before.
+      tf.layers.dense({ name: 'hidden', units: 64, activation: 'relu', inputShape: [784] }),
+      tf.layers.dense({ name: 'logits', units: 10 }),
+    ],
+  })
+  const json = model.toJSON(undefined, false) as unknown as Record<string, unknown>
+  model.dispose()
+  return json
+}
+
+/**
+ * Glorot-uniform kernels and zero biases from a seeded stream, so that the initial checkpoint, and
+ * therefore the spec hash, is the same on every machine.
+ */
+export function seededGlorotWeights(shapes: number[][], label: string): TensorList {
+  const next = seededU32Stream(label)
+  const values = shapes.map((shape) => {
+    const size = shape.reduce((a, b) => a * b, 1)
+    const out = new Float32Array(size)
+    if (shape.length === 2) {
+      const limit = Math.sqrt(6 / (shape[0]! + shape[1]!))
+      for (let i = 0; i < size; i++) out[i] = (2 * (next() / 0x1_0000_0000) - 1) * limit
+    }
+    return out
+  })
+  return { shapes, values }
+}
+
+export async function verifyShippedChecksums(dir = MNIST_DIR): Promise<void> {
+  const sums = await readFile(`${dir}/SHA256SUMS`, 'utf8')
+  for (const line of sums.trim().split('\n')) {
+    const [expected, name] = line.trim().split(/\s+/)
+    const actual = sha256Hex(await readFile(`${dir}/${name}`)).slice(2)
+    if (actual !== expected) throw new Error(`${name}: SHA-256 ${actual} does not match SHA256SUMS (${expected})`)
+  }
+}
+
+export async function buildMnistPreset(dir = MNIST_DIR): Promise<PresetBlobs> {
+  await verifyShippedChecksums(dir)
+  const images = await readIdxFile(`${dir}/t10k-images-idx3-ubyte.gz`)
+  const labels = await readIdxFile(`${dir}/t10k-labels-idx1-ubyte.gz`)
+  const total = MNIST_TRAIN_COUNT + MNIST_HELD_OUT_COUNT
+  const blobs = new Map<string, Uint8Array>()
+  const put = (bytes: Uint8Array) => {
+    const hash = sha256Hex(bytes)
+    blobs.set(hash, bytes)
+    return hash
+  }
+  const split = (start: number, end: number) => {
+    const imageBytes = encodeIdx(sliceIdx(images, start, end))
+    const labelBytes = encodeIdx(sliceIdx(labels, start, end))
+    return { images: put(imageBytes), labels: put(labelBytes), count: end - start }
+  }
+  const trainSplit = split(0, MNIST_TRAIN_COUNT)
+  const heldOutSplit = split(MNIST_TRAIN_COUNT, total)
+
+  const topology = mnistTopology()
+  const initial = hashTensorList(seededGlorotWeights([[784, 64], [64], [64, 10], [10]], 'tabtrain/preset/mnist-mlp/v1'))
+  blobs.set(initial.hash, initial.bytes)
+
+  const spec = parseJobSpec({
+    version: 1,
+    name: 'MNIST digits (MLP 784-64-10)',
+    description:
+      'Classify handwritten digits. 8,000 training and 2,000 held-out images from the MNIST test set, ' +
+      'a 784-64-10 perceptron, Adam inside each unit, units averaged every round.',
+    seed: 20261122,
+    model: { format: 'tfjs-layers', topology, initialWeights: initial.hash },
+    data: {
+      format: 'idx-classification',
+      name: 'MNIST t10k (8,000 / 2,000 split)',
+      inputShape: [784],
+      classes: 10,
+      scale: 255,
+      train: trainSplit,
+      heldOut: heldOutSplit,
+    },
+    training: {
+      innerOptimizer: 'adam',
+      learningRate: 0.003,
+      batchSize: 32,
+      innerSteps: 10,
+      unitsPerRound: 4,
+      rounds: 40,
+      outerOptimizer: 'average',
+      outerLearningRate: 1,
+      leaseTtlSeconds: 120,
+    },
+    kernelBundle: 'tfjs-webgpu-4.22.0/matmul-program-3',
+  })
+  return {
+    spec,
+    blobs,
+    train: labelledSetFromIdx(sliceIdx(images, 0, MNIST_TRAIN_COUNT), sliceIdx(labels, 0, MNIST_TRAIN_COUNT)),
+    heldOut: labelledSetFromIdx(sliceIdx(images, MNIST_TRAIN_COUNT, total), sliceIdx(labels, MNIST_TRAIN_COUNT, total)),
+  }
+}
