@@ -10,6 +10,7 @@ import {
   type JobSpec,
   type TensorList,
 } from '../../src/protocol/index.ts'
+import { KERNEL_BUNDLE } from '../../src/kernels/config.ts'
 import { readIdxFile } from '../idxFile.ts'
 
 /** The MNIST test split shipped in the repository (CC BY-SA 3.0, see datasets/mnist-t10k/README.md). */
@@ -121,7 +122,7 @@ export async function buildMnistPreset(dir = MNIST_DIR): Promise<PresetBlobs> {
       outerLearningRate: 1,
       leaseTtlSeconds: 120,
     },
-    kernelBundle: 'tfjs-webgpu-4.22.0/matmul-program-3',
+    kernelBundle: KERNEL_BUNDLE,
   })
   return {
     spec,

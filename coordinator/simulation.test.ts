@@ -1,0 +1,70 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
+import type { Hash } from '../src/protocol/index.ts'
+import { createNodeContributor } from '../src/worker/nodeContributor.ts'
+import type { SchedulerEvent } from '../src/worker/scheduler.ts'
+import { DEFAULT_CHAIN_ID, DEFAULT_VERIFYING_CONTRACT } from './config.ts'
+import { startCoordinator, type RunningCoordinator } from './server.ts'
+
+/**
+ * The whole loop over real HTTP with simulated contributors: three Node processes' worth of the same
+ * unit runner and pull loop a tab uses, training the preset MNIST job.
+ */
+describe('coordinator with simulated contributors', () => {
+  let dir: string
+  let coordinator: RunningCoordinator
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tabtrain-sim-'))
+    coordinator = await startCoordinator({
+      host: '127.0.0.1',
+      port: 0,
+      dataDir: dir,
+      siteDir: join(dir, 'no-site'),
+      chainId: DEFAULT_CHAIN_ID,
+      verifyingContract: DEFAULT_VERIFYING_CONTRACT,
+    })
+  })
+
+  afterAll(async () => {
+    await coordinator?.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('three contributors close rounds, and held-out accuracy rises above 80%', async () => {
+    const client = new CoordinatorClient(coordinator.url)
+    const jobId = coordinator.presetJobId as Hash
+    const keys = [generatePrivateKey(), generatePrivateKey(), generatePrivateKey()]
+    const events: SchedulerEvent[] = []
+    const contributors = keys.map((privateKey) =>
+      createNodeContributor({ coordinatorUrl: coordinator.url, jobId, privateKey, onEvent: (e) => events.push(e) }),
+    )
+    contributors.forEach((c) => c.start())
+    const deadline = Date.now() + 120_000
+    let progress = await client.progress(jobId)
+    while (progress.history.length < 5 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 500))
+      progress = await client.progress(jobId)
+    }
+    await Promise.all(contributors.map((c) => c.stop()))
+    progress = await client.progress(jobId)
+
+    expect(progress.history.length).toBeGreaterThanOrEqual(5)
+    // Every closed round is chained: it starts from the checkpoint the previous one produced.
+    for (let i = 1; i < progress.history.length; i++) {
+      expect(progress.history[i]!.inputHash).toBe(progress.history[i - 1]!.outputHash)
+    }
+    const last = progress.history.at(-1)!
+    expect(last.heldOutAccuracy).toBeGreaterThanOrEqual(0.8)
+    expect(last.heldOutLoss).toBeLessThan(progress.initial!.heldOutLoss)
+    // Work was spread across the contributors, and each accepted unit is credited to its signer.
+    const addresses = keys.map((k) => privateKeyToAccount(k).address)
+    expect(progress.contributors.map((c) => c.address).sort()).toEqual([...addresses].sort())
+    expect(progress.contributors.reduce((n, c) => n + c.acceptedUnits, 0)).toBe(progress.acceptedUnits)
+    expect(events.filter((e) => e.type === 'error')).toEqual([])
+  })
+})

@@ -1,0 +1,114 @@
+import type { Address } from 'viem'
+import {
+  encodeSubmission,
+  sha256Hex,
+  type ApiErrorBody,
+  type CoordinatorInfo,
+  type Hash,
+  type JobDetail,
+  type JobProgress,
+  type JobSummary,
+  type LeaseResponse,
+  type SignedClaim,
+  type SubmitResult,
+} from '../protocol/index.ts'
+
+/** A refusal from the coordinator, with its stable code (e.g. `stale_round`) and HTTP status. */
+export class CoordinatorRequestError extends Error {
+  override name = 'CoordinatorRequestError'
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/** The coordinator could not be reached at all (down, restarting, network gone). */
+export class CoordinatorUnreachableError extends Error {
+  override name = 'CoordinatorUnreachableError'
+}
+
+/** A downloaded blob whose bytes do not hash to the address it was fetched by. */
+export class IntegrityError extends Error {
+  override name = 'IntegrityError'
+}
+
+/** Typed HTTP client for the coordinator, used by the site, the worker, Node contributors and tests. */
+export class CoordinatorClient {
+  readonly baseUrl: string
+  constructor(baseUrl: string, private readonly fetchImpl: typeof fetch = globalThis.fetch.bind(globalThis)) {
+    this.baseUrl = baseUrl.replace(/\/$/, '')
+  }
+
+  info(): Promise<CoordinatorInfo> {
+    return this.json('/api/info')
+  }
+
+  async listJobs(): Promise<JobSummary[]> {
+    return (await this.json<{ jobs: JobSummary[] }>('/api/jobs')).jobs
+  }
+
+  job(jobId: string): Promise<JobDetail> {
+    return this.json(`/api/jobs/${jobId}`)
+  }
+
+  progress(jobId: string): Promise<JobProgress> {
+    return this.json(`/api/jobs/${jobId}/progress`)
+  }
+
+  lease(jobId: string, contributor: Address): Promise<LeaseResponse> {
+    return this.json(`/api/jobs/${jobId}/leases`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ contributor }),
+    })
+  }
+
+  submit(leaseId: string, signed: SignedClaim, update: Uint8Array, trainLoss?: number): Promise<SubmitResult> {
+    const body = encodeSubmission({ ...signed, ...(trainLoss !== undefined && Number.isFinite(trainLoss) ? { trainLoss } : {}) }, update)
+    return this.json(`/api/leases/${leaseId}/submission`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/octet-stream' },
+      body: body as BodyInit,
+    })
+  }
+
+  /** Fetches a content-addressed blob and checks that its bytes hash to `hash`. */
+  async blob(hash: Hash): Promise<Uint8Array> {
+    const response = await this.request(`/api/blobs/${hash}`)
+    const bytes = new Uint8Array(await response.arrayBuffer())
+    const actual = sha256Hex(bytes)
+    if (actual !== hash) throw new IntegrityError(`blob ${hash} arrived with hash ${actual}`)
+    return bytes
+  }
+
+  /** WebSocket URL of a job's live progress feed. */
+  liveUrl(jobId: string): string {
+    return `${this.baseUrl.replace(/^http/, 'ws')}/api/jobs/${jobId}/live`
+  }
+
+  private async json<T>(path: string, init?: RequestInit): Promise<T> {
+    return (await (await this.request(path, init)).json()) as T
+  }
+
+  private async request(path: string, init?: RequestInit): Promise<Response> {
+    let response: Response
+    try {
+      response = await this.fetchImpl(`${this.baseUrl}${path}`, init)
+    } catch (error) {
+      throw new CoordinatorUnreachableError(`cannot reach the coordinator at ${this.baseUrl}: ${(error as Error).message}`)
+    }
+    if (!response.ok) {
+      let body: Partial<ApiErrorBody> = {}
+      try {
+        body = (await response.json()) as ApiErrorBody
+      } catch {
+        // Not our JSON: a proxy or a crashed server. Report the status alone.
+      }
+      throw new CoordinatorRequestError(response.status, body.code ?? `http_${response.status}`, body.message ?? response.statusText)
+    }
+    return response
+  }
+}

@@ -1,0 +1,192 @@
+import type { Address } from 'viem'
+import { CoordinatorRequestError, CoordinatorUnreachableError, type CoordinatorClient } from '../client/coordinatorClient.ts'
+import {
+  signWorkClaim,
+  type ClaimDomainParams,
+  type Hash,
+  type JobSpec,
+  type Lease,
+  type TypedDataSigner,
+  type WorkUnit,
+} from '../protocol/index.ts'
+import type { UnitOutput } from './unitRunner.ts'
+
+/** Runs one unit somewhere: a comlink proxy to the Worker in a page, the runner itself in Node. */
+export interface UnitExecutor {
+  runUnit(spec: JobSpec, unit: WorkUnit): Promise<UnitOutput>
+}
+
+export interface UnitReport {
+  round: number
+  unit: number
+  outputHash: Hash
+  meanLoss: number
+  losses: number[]
+  roundClosed: boolean
+  /** Wall time split of the unit, in ms, as the page saw it. */
+  timings: { fetchMs: number; trainMs: number; hashMs: number; signMs: number; uploadMs: number; totalMs: number }
+}
+
+export type SchedulerState = 'idle' | 'running' | 'stopping' | 'finished'
+
+export type SchedulerEvent =
+  | { type: 'state'; state: SchedulerState }
+  | { type: 'leased'; lease: Lease }
+  | { type: 'unit-accepted'; report: UnitReport }
+  | { type: 'unit-refused'; round: number; unit: number; code: string; message: string }
+  | { type: 'waiting'; reason: string; retryAfterMs: number }
+  | { type: 'error'; message: string; retryAfterMs: number }
+
+export interface SchedulerOptions {
+  client: CoordinatorClient
+  executor: UnitExecutor
+  signer: TypedDataSigner
+  deviceClass: string
+  jobId: Hash
+  onEvent?: (event: SchedulerEvent) => void
+  sleep?: (ms: number) => Promise<void>
+  now?: () => number
+}
+
+/** Back-off after failures: start small so a restarting coordinator is picked up quickly. */
+const FIRST_BACKOFF_MS = 500
+const MAX_BACKOFF_MS = 15_000
+
+/**
+ * The contributor's pull loop: lease a unit, run it, sign the claim over its hashes, submit, repeat.
+ * A refused submission (stale round, expired lease) is reported and the loop moves on; an unreachable
+ * coordinator is retried with back-off, so a tab survives a coordinator restart.
+ */
+export class Scheduler {
+  private state: SchedulerState = 'idle'
+  private loop: Promise<void> | null = null
+  private readonly specs = new Map<Hash, JobSpec>()
+  private domain: ClaimDomainParams | null = null
+  private readonly sleep: (ms: number) => Promise<void>
+  private readonly now: () => number
+  private wake: (() => void) | null = null
+
+  constructor(private readonly options: SchedulerOptions) {
+    this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms)
+      this.wake = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    }))
+    this.now = options.now ?? (() => performance.now())
+  }
+
+  get currentState(): SchedulerState {
+    return this.state
+  }
+
+  get address(): Address {
+    return this.options.signer.address
+  }
+
+  start(): void {
+    if (this.state === 'running') return
+    this.setState('running')
+    this.loop ??= this.run().finally(() => {
+      this.loop = null
+      if (this.state !== 'finished') this.setState('idle')
+    })
+  }
+
+  /** Stops after the unit in flight (its result is discarded); resolves when the loop has ended. */
+  async stop(): Promise<void> {
+    if (this.state === 'running') this.setState('stopping')
+    this.wake?.()
+    await this.loop
+  }
+
+  private setState(state: SchedulerState) {
+    this.state = state
+    this.emit({ type: 'state', state })
+  }
+
+  private emit(event: SchedulerEvent) {
+    this.options.onEvent?.(event)
+  }
+
+  private async run(): Promise<void> {
+    let backoff = FIRST_BACKOFF_MS
+    while (this.state === 'running') {
+      try {
+        const finished = await this.step()
+        if (finished) {
+          this.setState('finished')
+          return
+        }
+        backoff = FIRST_BACKOFF_MS
+      } catch (error) {
+        const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+        this.emit({ type: 'error', message, retryAfterMs: backoff })
+        await this.sleep(backoff)
+        backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)
+      }
+    }
+  }
+
+  /** One lease-run-submit cycle; true when the job has finished. */
+  private async step(): Promise<boolean> {
+    const { client, executor, signer, jobId } = this.options
+    this.domain ??= await client.info()
+    const response = await client.lease(jobId, signer.address)
+    if (response.status === 'finished') return true
+    if (response.status === 'wait') {
+      this.emit({ type: 'waiting', reason: response.reason, retryAfterMs: response.retryAfterMs })
+      await this.sleep(response.retryAfterMs)
+      return false
+    }
+    const { lease } = response
+    this.emit({ type: 'leased', lease })
+    let spec = this.specs.get(jobId)
+    if (!spec) {
+      spec = (await client.job(jobId)).spec
+      this.specs.set(jobId, spec)
+    }
+    const t0 = this.now()
+    const output = await executor.runUnit(spec, lease.unit)
+    if (this.state !== 'running') return false
+    const t1 = this.now()
+    const signed = await signWorkClaim(
+      signer,
+      {
+        jobId: lease.unit.jobId,
+        round: lease.unit.round,
+        unit: lease.unit.unit,
+        inputHash: lease.unit.inputHash,
+        outputHash: output.outputHash,
+        contributor: signer.address,
+        deviceClass: this.options.deviceClass,
+      },
+      this.domain,
+    )
+    const t2 = this.now()
+    try {
+      const result = await client.submit(lease.id, signed, output.updateBytes, output.meanLoss)
+      const t3 = this.now()
+      this.emit({
+        type: 'unit-accepted',
+        report: {
+          round: lease.unit.round,
+          unit: lease.unit.unit,
+          outputHash: output.outputHash,
+          meanLoss: output.meanLoss,
+          losses: output.losses,
+          roundClosed: result.roundClosed,
+          timings: { ...output.timings, fetchMs: output.timings.fetchMs, signMs: t2 - t1, uploadMs: t3 - t2, totalMs: t3 - t0 },
+        },
+      })
+    } catch (error) {
+      if (!(error instanceof CoordinatorRequestError) || error.status >= 500) throw error
+      // The coordinator said no (the round moved on, the lease ran out): nothing to retry, take new work.
+      this.emit({ type: 'unit-refused', round: lease.unit.round, unit: lease.unit.unit, code: error.code, message: error.message })
+    }
+    return false
+  }
+}
+
+export { CoordinatorUnreachableError }

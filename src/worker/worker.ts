@@ -1,0 +1,35 @@
+/// <reference lib="webworker" />
+import * as Comlink from 'comlink'
+import wasmUrl from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url'
+import wasmSimdUrl from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url'
+import wasmThreadedSimdUrl from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url'
+import { CoordinatorClient } from '../client/coordinatorClient.ts'
+import type { JobSpec, WorkUnit } from '../protocol/index.ts'
+import type { TrainingWorkerApi } from './api.ts'
+import { selectBackend, type DeviceInfo } from './backend.ts'
+import { indexedDbCached, memoryCached } from './blobSource.ts'
+import { createUnitRunner, type UnitRunner } from './unitRunner.ts'
+
+let runner: UnitRunner | null = null
+let device: Promise<DeviceInfo> | null = null
+
+const api: TrainingWorkerApi = {
+  async init(coordinatorUrl: string) {
+    device ??= selectBackend({
+      'tfjs-backend-wasm.wasm': wasmUrl,
+      'tfjs-backend-wasm-simd.wasm': wasmSimdUrl,
+      'tfjs-backend-wasm-threaded-simd.wasm': wasmThreadedSimdUrl,
+    })
+    const client = new CoordinatorClient(coordinatorUrl)
+    runner = createUnitRunner(memoryCached(await indexedDbCached({ get: (hash) => client.blob(hash) })))
+    return device
+  },
+  async runUnit(spec: JobSpec, unit: WorkUnit) {
+    if (!runner) throw new Error('init() must be called before runUnit()')
+    const output = await runner.run(spec, unit)
+    // Hand the update's buffer over instead of copying it.
+    return Comlink.transfer(output, [output.updateBytes.buffer as ArrayBuffer])
+  },
+}
+
+Comlink.expose(api)
