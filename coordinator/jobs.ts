@@ -85,9 +85,13 @@ interface JobRuntime {
   shapes: number[][]
 }
 
-/** How long a contributor should wait before asking again when every unit of the round is out. */
+/**
+ * How long a contributor should wait before asking again when every unit of the round is out. Units of
+ * the presets take seconds, so a round usually closes well before the next lease would expire: ask
+ * again soon rather than at the expiry. Pages also wake early on the job's WebSocket push.
+ */
 const MIN_RETRY_MS = 250
-const MAX_RETRY_MS = 5000
+const MAX_RETRY_MS = 1000
 
 /**
  * Jobs, leases, claims and rounds: the coordinator's logic, independent of HTTP. Every method checks

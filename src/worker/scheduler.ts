@@ -94,6 +94,11 @@ export class Scheduler {
     })
   }
 
+  /** Cuts a wait short, e.g. when the page hears that a new round opened. */
+  nudge(): void {
+    this.wake?.()
+  }
+
   /** Stops after the unit in flight (its result is discarded); resolves when the loop has ended. */
   async stop(): Promise<void> {
     if (this.state === 'running') this.setState('stopping')
