@@ -206,7 +206,7 @@ export class JobService {
       }
     }
     const [next] = await this.db.query<{ next_expiry: string | null; open: string }>(
-      `SELECT min(lease_expires_at) AS next_expiry, count(*) FILTER (WHERE status <> 'accepted') AS open
+      `SELECT min(lease_expires_at) FILTER (WHERE status = 'leased') AS next_expiry, count(*) FILTER (WHERE status <> 'accepted') AS open
          FROM units WHERE job_id = $1 AND round = $2`,
       [job.id, job.round],
     )
@@ -297,6 +297,9 @@ export class JobService {
     const examples = examplesPerUnit(job.spec.training)
     const trainLoss = Number.isFinite(signed.trainLoss ?? NaN) ? signed.trainLoss! : null
     const accepted = await this.db.transaction(async (tx) => {
+      // Serialise accepts per job: under READ COMMITTED, two concurrent last submissions would each
+      // count only their own uncommitted row, both see fewer than K, and the round would never close.
+      await tx.query(`SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE`, [job.id])
       const rows = await tx.query<{ unit: number }>(
         `UPDATE units SET status = 'accepted', output_hash = $2, signature = $3, device_class = $4,
                 examples = $5, train_loss = $6, accepted_at = $7

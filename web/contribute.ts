@@ -31,12 +31,23 @@ function showProgress(progress: JobProgress) {
   $('loss').textContent = metrics ? metrics.loss.toFixed(3) : '–'
 }
 
+/** The last units from this tab, newest first: where the wall time of a unit goes. */
+const TIMING_ROWS = 10
+let timingRows = 0
 function showTimings(report: UnitReport) {
   const ms = (x: number) => `${x.toFixed(0)} ms`
   const t = report.timings
-  $('timings').querySelector('tbody')!.innerHTML = `<tr>
-    <td>${report.round} · ${report.unit}</td><td>${ms(t.fetchMs)}</td><td>${ms(t.trainMs)}</td><td>${ms(t.hashMs)}</td>
-    <td>${ms(t.signMs)}</td><td>${ms(t.uploadMs)}</td><td>${ms(t.totalMs)}</td><td>${report.meanLoss.toFixed(4)}</td></tr>`
+  const body = $('timings').querySelector('tbody')!
+  if (timingRows === 0) body.replaceChildren()
+  const row = document.createElement('tr')
+  for (const text of [`${report.round} · ${report.unit}`, ms(t.fetchMs), ms(t.trainMs), ms(t.hashMs), ms(t.signMs), ms(t.uploadMs), ms(t.totalMs), report.meanLoss.toFixed(4)]) {
+    const cell = document.createElement('td')
+    cell.textContent = text
+    row.append(cell)
+  }
+  body.prepend(row)
+  timingRows++
+  while (body.children.length > TIMING_ROWS) body.lastChild?.remove()
 }
 
 function onEvent(event: SchedulerEvent) {

@@ -36,6 +36,7 @@ export function createUnitRunner(source: BlobSource, now: () => number = () => p
   const models = new Map<Hash, Promise<tf.LayersModel>>()
   const trainSets = new Map<string, Promise<LabelledSet>>()
   let lastCheckpoint: { hash: Hash; list: TensorList } | null = null
+  const verifiedSpecs = new Set<Hash>()
 
   const model = (jobId: Hash, spec: JobSpec) => {
     let m = models.get(jobId)
@@ -68,7 +69,10 @@ export function createUnitRunner(source: BlobSource, now: () => number = () => p
 
   return {
     async run(spec: JobSpec, unit: WorkUnit): Promise<UnitOutput> {
-      if (jobSpecHash(spec) !== unit.jobId) throw new SpecIntegrityError(`job spec does not hash to ${unit.jobId}`)
+      if (!verifiedSpecs.has(unit.jobId)) {
+        if (jobSpecHash(spec) !== unit.jobId) throw new SpecIntegrityError(`job spec does not hash to ${unit.jobId}`)
+        verifiedSpecs.add(unit.jobId)
+      }
       const t0 = now()
       const [m, train, start] = await Promise.all([model(unit.jobId, spec), trainSet(spec), checkpoint(unit.inputHash)])
       const fetchMs = now() - t0
