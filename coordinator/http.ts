@@ -66,11 +66,14 @@ export async function buildHttpServer(options: HttpOptions): Promise<FastifyInst
   app.post<{ Params: { leaseId: string }; Body: Buffer }>(
     '/api/leases/:leaseId/submission',
     {
-      // Refuse an oversized body before buffering it: the largest valid update of any job here.
+      // Refuse an oversized body before reading it: no lease's update can be bigger than its job's model.
       preParsing: async (req, _reply, payload) => {
         const length = Number(req.headers['content-length'] ?? NaN)
-        if (Number.isFinite(length) && length > BODY_LIMIT_BYTES) {
-          throw new CoordinatorError('payload_too_large', `submission of ${length} bytes exceeds ${BODY_LIMIT_BYTES}`)
+        if (Number.isFinite(length)) {
+          const max = await jobs.maxSubmissionBytes(req.params.leaseId)
+          if (max !== null && length > max) {
+            throw new CoordinatorError('payload_too_large', `a submission for this lease is at most ${max} bytes; this one has ${length}`)
+          }
         }
         return payload
       },

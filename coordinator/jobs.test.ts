@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   JobSpecError,
+  MAX_CLAIM_JSON_BYTES,
   decodeTensorList,
   encodeSubmission,
   encodeTensorList,
@@ -61,16 +62,21 @@ function reverseKeys(value: unknown): unknown {
   return value
 }
 
-/** C + mean(Δ) computed here in float64 without the aggregation module (equal weights, outer rate 1). */
+/**
+ * C + Σ wᵢΔᵢ computed here without the aggregation module, for equal weights wᵢ = 1/n and outer rate 1:
+ * float64 sums of the weighted terms in unit order, rounded once to float32 (the documented rule that
+ * makes the next checkpoint, and so its hash, reproducible).
+ */
 function meanByHand(checkpoint: TensorList, updates: TensorList[]): TensorList {
+  const w = 1 / updates.length
   return {
     shapes: checkpoint.shapes,
     values: checkpoint.values.map((base, t) => {
       const out = new Float32Array(base.length)
       for (let j = 0; j < base.length; j++) {
         let sum = 0
-        for (const u of updates) sum += u.values[t]![j]!
-        out[j] = base[j]! + sum / updates.length
+        for (const u of updates) sum += w * u.values[t]![j]!
+        out[j] = base[j]! + sum
       }
       return out
     }),
@@ -617,9 +623,11 @@ for (const engine of TEST_ENGINES) {
         const ctx = await newJob()
         const a = leased(await ctx.jobs.lease(ctx.jobId, alice.address))
         const sub = await makeSubmission({ lease: a, account: alice, shapes: base.shapes })
-        const max = await ctx.jobs.maxSubmissionBytes(ctx.jobId)
+        const max = await ctx.jobs.maxSubmissionBytes(a.id)
+        if (max === null) throw new Error('no size bound for a live lease')
         expect(max).toBeGreaterThanOrEqual(sub.body.byteLength)
-        expect(max).toBeLessThan(sub.body.byteLength + 8 + 4096)
+        expect(max).toBeLessThan(sub.body.byteLength + MAX_CLAIM_JSON_BYTES)
+        expect(await ctx.jobs.maxSubmissionBytes('no-such-lease')).toBeNull()
       })
     })
 

@@ -9,6 +9,7 @@ import {
   decodeTensorList,
   examplesPerUnit,
   findNonFinite,
+  MAX_CLAIM_JSON_BYTES,
   hashTensorList,
   jobSpecHash,
   parseJobSpec,
@@ -419,13 +420,18 @@ export class JobService {
     }
   }
 
-  /** Largest submission body the job can legitimately produce: the update bytes plus the claim. */
-  async maxSubmissionBytes(jobId: string): Promise<number> {
-    const job = await this.jobRow(this.db, jobId)
+  /**
+   * Largest submission body a lease can legitimately carry: its job's full update plus the claim. Unknown
+   * leases get null; the submission itself then reports what is wrong.
+   */
+  async maxSubmissionBytes(leaseId: string): Promise<number | null> {
+    const [lease] = await this.db.query<LeaseRow>(`SELECT * FROM leases WHERE id = $1`, [leaseId])
+    if (!lease) return null
+    const job = await this.jobRow(this.db, lease.job_id)
     const runtime = await this.runtime(job.id, job.spec)
     const floats = runtime.shapes.reduce((n, s) => n + s.reduce((a, b) => a * b, 1), 0)
     const header = 8 + runtime.shapes.reduce((n, s) => n + 4 * (1 + s.length), 0)
-    return 8 + 4096 + header + 4 * floats
+    return 8 + MAX_CLAIM_JSON_BYTES + header + 4 * floats
   }
 
   private emitProgress(jobId: Hash): void {

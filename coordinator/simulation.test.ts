@@ -35,7 +35,7 @@ describe('coordinator with simulated contributors', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
-  it('three contributors close rounds, and held-out accuracy rises above 80%', async () => {
+  it('three contributors close rounds, and held-out accuracy rises above 80%', { timeout: 240_000 }, async () => {
     const client = new CoordinatorClient(coordinator.url)
     const jobId = coordinator.presetJobId as Hash
     const keys = [generatePrivateKey(), generatePrivateKey(), generatePrivateKey()]

@@ -1,11 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { chromium, type Browser } from 'playwright-core'
+import { removeDataDir, ROOT, spawnCoordinator } from '../coordinator/testing/spawnCoordinator.ts'
 
-export const ROOT = resolve(import.meta.dirname, '..')
+export { ROOT }
 export const ARTIFACTS = join(ROOT, 'e2e/artifacts')
 
 /** Debian's Chromium; `npx playwright install` cannot download browsers on these machines. */
@@ -33,52 +31,20 @@ export async function launchChromium(): Promise<Browser> {
 
 export interface SystemUnderTest {
   url: string
-  dataDir: string
   output: () => string
   stop(): Promise<void>
 }
 
-/**
- * Starts the coordinator the way the README's run command does (built site, embedded store), on a free
- * port and a fresh data folder, and waits for the URL it prints.
- */
+/** Starts the coordinator as the README's run command does (built site, embedded store) on a free port. */
 export async function startSystem(env: Record<string, string> = {}): Promise<SystemUnderTest> {
   if (!existsSync(join(ROOT, 'dist/web/contribute.html'))) throw new Error('the site is not built: run `vite build` first')
-  const dataDir = await mkdtemp(join(tmpdir(), 'tabtrain-e2e-'))
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'coordinator/main.ts'], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: '0', TABTRAIN_DATA_DIR: dataDir, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let output = ''
-  child.stdout!.on('data', (d) => (output += d))
-  child.stderr!.on('data', (d) => (output += d))
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`coordinator did not start in 120 s:\n${output}`)), 120_000)
-    const check = () => {
-      const match = /Open (http:\/\/127\.0\.0\.1:\d+)\//.exec(output)
-      if (match) {
-        clearTimeout(timer)
-        resolveUrl(match[1]!)
-      }
-    }
-    child.stdout!.on('data', check)
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`coordinator exited with ${code}:\n${output}`))
-    })
-  })
+  const coordinator = await spawnCoordinator({ env })
   return {
-    url,
-    dataDir,
-    output: () => output,
+    url: coordinator.url,
+    output: coordinator.output,
     async stop() {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r))
-        child.kill('SIGTERM')
-        await exited
-      }
-      await rm(dataDir, { recursive: true, force: true })
+      await coordinator.kill()
+      await removeDataDir(coordinator.dataDir)
     },
   }
 }

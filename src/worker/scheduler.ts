@@ -134,6 +134,25 @@ export class Scheduler {
     }
   }
 
+  /**
+   * A finished unit is worth keeping: while the coordinator is unreachable (restarting, network gone)
+   * the same signed submission is retried until its lease runs out, instead of being dropped.
+   */
+  private async submitUntilLeaseEnds<T>(lease: Lease, submit: () => Promise<T>): Promise<T> {
+    let backoff = FIRST_BACKOFF_MS
+    for (;;) {
+      try {
+        return await submit()
+      } catch (error) {
+        const transient = error instanceof CoordinatorUnreachableError || (error instanceof CoordinatorRequestError && error.status >= 500)
+        if (!transient || Date.now() + backoff >= lease.expiresAt || this.state !== 'running') throw error
+        this.emit({ type: 'error', message: `${(error as Error).name}: ${(error as Error).message}; resubmitting`, retryAfterMs: backoff })
+        await this.sleep(backoff)
+        backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)
+      }
+    }
+  }
+
   /** One lease-run-submit cycle; true when the job has finished. */
   private async step(): Promise<boolean> {
     const { client, executor, signer, jobId } = this.options
@@ -171,7 +190,7 @@ export class Scheduler {
     )
     const t2 = this.now()
     try {
-      const result = await client.submit(lease.id, signed, output.updateBytes, output.meanLoss)
+      const result = await this.submitUntilLeaseEnds(lease, () => client.submit(lease.id, signed, output.updateBytes, output.meanLoss))
       const t3 = this.now()
       this.emit({
         type: 'unit-accepted',
@@ -182,7 +201,7 @@ export class Scheduler {
           meanLoss: output.meanLoss,
           losses: output.losses,
           roundClosed: result.roundClosed,
-          timings: { ...output.timings, fetchMs: output.timings.fetchMs, signMs: t2 - t1, uploadMs: t3 - t2, totalMs: t3 - t0 },
+          timings: { ...output.timings, signMs: t2 - t1, uploadMs: t3 - t2, totalMs: t3 - t0 },
         },
       })
     } catch (error) {
