@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { migrate, openDatabase, openPglite, openPostgres, type Database } from './db.ts'
 import { TEST_ENGINES, noteSkippedEngines, type RunningEngine } from './testing/engines.ts'
 
@@ -28,13 +28,17 @@ async function insertJob(db: Pick<Database, 'query'>, id: string, createdAt = 1_
 for (const engine of TEST_ENGINES) {
   describe.skipIf(engine.skipReason !== null)(`store on ${engine.name}`, () => {
     let running: RunningEngine
-    /** Migrated once in beforeAll; the tests use their own job ids in it. */
+    /** One database for the suite: the first test migrates it from empty, the others use their own job ids. */
     let db: Database
 
     beforeAll(async () => {
       running = await engine.start()
       db = await running.open()
-      await migrate(db)
+    })
+
+    beforeEach(async (context) => {
+      // Every test but the first finds the schema in place, even when run alone.
+      if (!context.task.name.startsWith('migrate')) await migrate(db)
     })
 
     afterAll(async () => {
@@ -42,22 +46,11 @@ for (const engine of TEST_ENGINES) {
       await running?.stop()
     })
 
-    it(`reports its engine as ${engine.name}`, () => {
-      expect(db.engine).toBe(engine.name)
-    })
-
     it('migrate creates the schema on an empty database and records its version, once', async () => {
-      const empty = await running.open()
-      try {
-        expect(await tablesOf(empty)).toEqual([])
-        await migrate(empty)
-        expect(await tablesOf(empty)).toEqual(TABLES)
-        await migrate(empty)
-        expect(await tablesOf(empty)).toEqual(TABLES)
-      } finally {
-        await empty.close()
-      }
-      // The shared database, migrated in beforeAll: migrating again changes nothing.
+      expect(await tablesOf(db)).toEqual([])
+      await migrate(db)
+      expect(await tablesOf(db)).toEqual(TABLES)
+      await migrate(db)
       await migrate(db)
       expect(await tablesOf(db)).toEqual(TABLES)
       const versions = await db.query<{ version: number }>(`SELECT version FROM schema_migrations ORDER BY version`)
@@ -81,6 +74,10 @@ for (const engine of TEST_ENGINES) {
         'train_loss',
         'accepted_at',
       ])
+    })
+
+    it(`reports its engine as ${engine.name}`, () => {
+      expect(db.engine).toBe(engine.name)
     })
 
     it('round-trips jsonb, millisecond timestamps, doubles and defaults', async () => {

@@ -1,5 +1,10 @@
+import * as tf from '@tensorflow/tfjs'
 import { configFromEnv } from './config.ts'
 import { startCoordinator } from './server.ts'
+
+// Production mode skips tfjs's debug checks and its advice to install tfjs-node (a native build that
+// cannot be fetched on these machines); the coordinator only evaluates small models on held-out data.
+tf.enableProdMode()
 
 const config = configFromEnv()
 const log = (message: string) => console.log(`[coordinator] ${message}`)

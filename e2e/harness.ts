@@ -24,9 +24,11 @@ export const CHROMIUM_ARGS = [
   '--enable-unsafe-webgpu',
 ]
 
-export async function launchChromium(): Promise<Browser> {
+/** `webgpu: false` leaves out --enable-unsafe-webgpu: headless Chromium then has no adapter, as many browsers. */
+export async function launchChromium(options: { webgpu?: boolean } = {}): Promise<Browser> {
   if (!existsSync(CHROMIUM_PATH)) throw new Error(`no Chromium at ${CHROMIUM_PATH}: apt-get install -y chromium`)
-  return chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS })
+  const args = options.webgpu === false ? CHROMIUM_ARGS.filter((a) => a !== '--enable-unsafe-webgpu') : CHROMIUM_ARGS
+  return chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args })
 }
 
 export interface SystemUnderTest {
