@@ -6,9 +6,10 @@ export interface WeightedUpdate {
 }
 
 /**
- * Outer step of the `average` optimizer: C_{r+1} = C_r + lr · Σ wᵢΔᵢ / Σ wᵢ, weighted by examples.
- * Sums run in float64 in the caller's order (units sorted by index), then round once to float32, so
- * the next checkpoint is a deterministic function of the accepted updates.
+ * Outer step of the `average` optimizer: C_{r+1} = C_r + lr · Σ (wᵢ/W)·Δᵢ with W = Σ wᵢ, weighted by
+ * examples. The order is part of the protocol, since a verifier must reproduce the checkpoint's bits:
+ * each weight is divided by W first, the products are summed in float64 in the caller's order (units by
+ * index), and the result is rounded once to float32 after adding lr times the sum to C_r in float64.
  */
 export function applyAveragedUpdate(checkpoint: TensorList, updates: WeightedUpdate[], learningRate: number): TensorList {
   if (updates.length === 0) throw new RangeError('cannot average zero updates')
