@@ -18,8 +18,9 @@ export class BlobStore {
     return join(this.dir, hash.slice(2, 4), hash.slice(2))
   }
 
-  async put(bytes: Uint8Array): Promise<Hash> {
-    const hash = sha256Hex(bytes)
+  /** Stores `bytes`; `knownHash` skips hashing them again where the caller has just checked it. */
+  async put(bytes: Uint8Array, knownHash?: Hash): Promise<Hash> {
+    const hash = knownHash ?? sha256Hex(bytes)
     if (await this.has(hash)) return hash
     const path = this.pathOf(hash)
     await mkdir(join(this.dir, hash.slice(2, 4)), { recursive: true })

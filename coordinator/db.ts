@@ -85,6 +85,7 @@ const MIGRATIONS: string[] = [
      spec            jsonb NOT NULL,
      status          text NOT NULL DEFAULT 'active',
      round           integer NOT NULL DEFAULT 0,
+     accepted_in_round integer NOT NULL DEFAULT 0,
      checkpoint      text NOT NULL,
      initial_loss    double precision,
      initial_accuracy double precision,
@@ -117,7 +118,7 @@ const MIGRATIONS: string[] = [
      expires_at      bigint NOT NULL
    );
    CREATE UNIQUE INDEX units_lease_id ON units (lease_id);
-   CREATE INDEX units_open ON units (job_id, round, status);
+   CREATE INDEX units_queue ON units (job_id, round, status, unit);
    CREATE TABLE rounds (
      job_id          text NOT NULL REFERENCES jobs(id),
      round           integer NOT NULL,

@@ -172,20 +172,24 @@ export class JobService {
     const ttlMs = job.spec.training.leaseTtlSeconds * 1000
     const leaseId = randomUUID()
     const leased = await this.db.transaction(async (tx) => {
-      const rows = await tx.query<UnitRow>(
-        `WITH candidate AS (
-           SELECT job_id, round, unit FROM units
-            WHERE job_id = $1 AND round = $2
-              AND (status = 'open' OR (status = 'leased' AND lease_expires_at <= $3))
-            ORDER BY unit LIMIT 1
-            FOR UPDATE SKIP LOCKED)
-         UPDATE units u SET status = 'leased', lease_id = $4, leased_to = $5, lease_expires_at = $6,
-                leases_issued = u.leases_issued + 1
-           FROM candidate c
-          WHERE u.job_id = c.job_id AND u.round = c.round AND u.unit = c.unit
-         RETURNING u.*`,
-        [job.id, job.round, now, leaseId, contributor, now + ttlMs],
-      )
+      // Open units first, in index order, then units whose lease ran out. Two index range scans
+      // instead of one OR over the whole round, so a lease costs the same with K = 4 or K = 10,000.
+      const take = (condition: string, params: unknown[]) =>
+        tx.query<UnitRow>(
+          `WITH candidate AS (
+             SELECT job_id, round, unit FROM units
+              WHERE job_id = $1 AND round = $2 AND ${condition}
+              ORDER BY unit LIMIT 1
+              FOR UPDATE SKIP LOCKED)
+           UPDATE units u SET status = 'leased', lease_id = $3, leased_to = $4, lease_expires_at = $5,
+                  leases_issued = u.leases_issued + 1
+             FROM candidate c
+            WHERE u.job_id = c.job_id AND u.round = c.round AND u.unit = c.unit
+           RETURNING u.*`,
+          [job.id, job.round, leaseId, contributor, now + ttlMs, ...params],
+        )
+      let rows = await take(`status = 'open'`, [])
+      if (rows.length === 0) rows = await take(`status = 'leased' AND lease_expires_at <= $6`, [now])
       const row = rows[0]
       if (row) {
         await tx.query(
@@ -294,13 +298,10 @@ export class JobService {
     const bad = findNonFinite(tensors)
     if (bad) throw new CoordinatorError('non_finite_update', `update tensor ${bad.tensor} holds ${bad.value} at index ${bad.index}`)
 
-    await this.blobs.put(update)
+    await this.blobs.put(update, actualHash)
     const examples = examplesPerUnit(job.spec.training)
     const trainLoss = Number.isFinite(signed.trainLoss ?? NaN) ? signed.trainLoss! : null
     const accepted = await this.db.transaction(async (tx) => {
-      // Serialise accepts per job: under READ COMMITTED, two concurrent last submissions would each
-      // count only their own uncommitted row, both see fewer than K, and the round would never close.
-      await tx.query(`SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE`, [job.id])
       const rows = await tx.query<{ unit: number }>(
         `UPDATE units SET status = 'accepted', output_hash = $2, signature = $3, device_class = $4,
                 examples = $5, train_loss = $6, accepted_at = $7
@@ -309,11 +310,18 @@ export class JobService {
         [leaseId, claim.outputHash, signed.signature, claim.deviceClass, examples, trainLoss, this.now()],
       )
       if (rows.length === 0) return null
-      const [{ count }] = (await tx.query<{ count: string }>(
-        `SELECT count(*) AS count FROM units WHERE job_id = $1 AND round = $2 AND status = 'accepted'`,
+      // A counter on the job row rather than a count over the round: it costs the same for any K, and
+      // the row lock it takes serialises accepts per job. Without that, under READ COMMITTED two
+      // concurrent last submissions would each see only their own row, both count fewer than K, and
+      // the round would never close.
+      const [counter] = await tx.query<{ accepted_in_round: number }>(
+        `UPDATE jobs SET accepted_in_round = accepted_in_round + 1 WHERE id = $1 AND round = $2 RETURNING accepted_in_round`,
         [job.id, job.round],
-      )) as [{ count: string }]
-      return Number(count)
+      )
+      // The round cannot close without this unit, so this is unreachable unless the store was edited
+      // by hand; throwing rolls the unit's acceptance back with the rest.
+      if (!counter) throw new CoordinatorError('stale_round', `round ${job.round} closed while this claim was being recorded`)
+      return Number(counter.accepted_in_round)
     })
     if (accepted === null) {
       throw new CoordinatorError('already_submitted', `lease ${leaseId} was settled by a concurrent request`)
@@ -351,7 +359,7 @@ export class JobService {
       const finished = round + 1 >= job.spec.training.rounds
       await this.db.transaction(async (tx) => {
         const moved = await tx.query(
-          `UPDATE jobs SET round = $2, checkpoint = $3, status = $4 WHERE id = $1 AND round = $5 RETURNING id`,
+          `UPDATE jobs SET round = $2, checkpoint = $3, status = $4, accepted_in_round = 0 WHERE id = $1 AND round = $5 RETURNING id`,
           [jobId, round + 1, next.hash, finished ? 'finished' : 'active', round],
         )
         if (moved.length === 0) return // another coordinator process closed it first
