@@ -10,8 +10,8 @@
  *
  * Timings on SwiftShader are CPU timings; they say nothing about a real GPU.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { cpus, tmpdir } from 'node:os'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
@@ -23,9 +23,8 @@ import {
   type Hash,
   type JobSpec,
 } from '../src/protocol/index.ts'
-import { DEFAULT_CHAIN_ID, DEFAULT_VERIFYING_CONTRACT } from '../coordinator/config.ts'
 import { buildMnistPreset } from '../coordinator/presets/mnist.ts'
-import { startCoordinator } from '../coordinator/server.ts'
+import { startTemporaryCoordinator } from '../coordinator/testing/inProcess.ts'
 import { ARTIFACTS, launchChromium, ROOT, startSystem } from '../e2e/harness.ts'
 
 const RESULTS = join(ROOT, 'bench/results')
@@ -49,15 +48,7 @@ const percentile = (xs: number[], p: number) => {
 const median = (xs: number[]) => percentile(xs, 0.5)
 
 async function coordinatorThroughput(): Promise<{ rows: ThroughputRow[]; roundCloseMs: number[]; updateBytes: number }> {
-  const dir = await mkdtemp(join(tmpdir(), 'tabtrain-bench-'))
-  const coordinator = await startCoordinator({
-    host: '127.0.0.1',
-    port: 0,
-    dataDir: dir,
-    siteDir: join(dir, 'none'),
-    chainId: DEFAULT_CHAIN_ID,
-    verifyingContract: DEFAULT_VERIFYING_CONTRACT,
-  })
+  const coordinator = await startTemporaryCoordinator()
   try {
     const preset = await buildMnistPreset()
     // Same model and data, but a round that never fills: every request is a lease and a full claim check.
@@ -116,8 +107,7 @@ async function coordinatorThroughput(): Promise<{ rows: ThroughputRow[]; roundCl
     }
     return { rows, roundCloseMs, updateBytes: update.bytes.byteLength }
   } finally {
-    await coordinator.close()
-    await rm(dir, { recursive: true, force: true })
+    await coordinator.dispose()
   }
 }
 

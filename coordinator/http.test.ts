@@ -1,38 +1,25 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { CoordinatorClient, CoordinatorRequestError } from '../src/client/coordinatorClient.ts'
 import { decodeTensorList, encodeSubmission, hashTensorList, signWorkClaim, type Hash, type LiveMessage } from '../src/protocol/index.ts'
-import { DEFAULT_CHAIN_ID, DEFAULT_VERIFYING_CONTRACT } from './config.ts'
-import { startCoordinator, type RunningCoordinator } from './server.ts'
+import { DEFAULT_VERIFYING_CONTRACT } from './config.ts'
+import { startTemporaryCoordinator, type TemporaryCoordinator } from './testing/inProcess.ts'
 
 /** The HTTP surface: status codes and messages a client sees, size limits, blobs, the live feed. */
 describe('coordinator HTTP API', () => {
-  let dir: string
-  let coordinator: RunningCoordinator
+  let coordinator: TemporaryCoordinator
   let client: CoordinatorClient
   let jobId: Hash
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'tabtrain-http-'))
-    coordinator = await startCoordinator({
-      host: '127.0.0.1',
-      port: 0,
-      dataDir: dir,
-      siteDir: join(dir, 'none'),
-      chainId: DEFAULT_CHAIN_ID,
-      verifyingContract: DEFAULT_VERIFYING_CONTRACT,
-    })
+    coordinator = await startTemporaryCoordinator()
     client = new CoordinatorClient(coordinator.url)
     jobId = coordinator.presetJobId as Hash
   })
 
   afterAll(async () => {
-    await coordinator?.close()
-    await rm(dir, { recursive: true, force: true })
+    await coordinator?.dispose()
   })
 
   const refusal = async (promise: Promise<unknown>) => {

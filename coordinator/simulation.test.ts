@@ -1,38 +1,24 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
 import type { Hash } from '../src/protocol/index.ts'
 import { createNodeContributor } from '../src/worker/nodeContributor.ts'
 import type { SchedulerEvent } from '../src/worker/scheduler.ts'
-import { DEFAULT_CHAIN_ID, DEFAULT_VERIFYING_CONTRACT } from './config.ts'
-import { startCoordinator, type RunningCoordinator } from './server.ts'
+import { startTemporaryCoordinator, type TemporaryCoordinator } from './testing/inProcess.ts'
 
 /**
  * The whole loop over real HTTP with simulated contributors: three Node processes' worth of the same
  * unit runner and pull loop a tab uses, training the preset MNIST job.
  */
 describe('coordinator with simulated contributors', () => {
-  let dir: string
-  let coordinator: RunningCoordinator
+  let coordinator: TemporaryCoordinator
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'tabtrain-sim-'))
-    coordinator = await startCoordinator({
-      host: '127.0.0.1',
-      port: 0,
-      dataDir: dir,
-      siteDir: join(dir, 'no-site'),
-      chainId: DEFAULT_CHAIN_ID,
-      verifyingContract: DEFAULT_VERIFYING_CONTRACT,
-    })
+    coordinator = await startTemporaryCoordinator()
   })
 
   afterAll(async () => {
-    await coordinator?.close()
-    await rm(dir, { recursive: true, force: true })
+    await coordinator?.dispose()
   })
 
   it('three contributors close rounds, and held-out accuracy rises above 80%', { timeout: 240_000 }, async () => {
