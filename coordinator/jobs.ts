@@ -84,6 +84,8 @@ interface JobRuntime {
   model: tf.LayersModel
   heldOut: LabelledSet
   shapes: number[][]
+  /** Size of a full update in canonical tensor bytes: the bound on every submission's body. */
+  updateBytes: number
 }
 
 /**
@@ -436,10 +438,7 @@ export class JobService {
     const [lease] = await this.db.query<LeaseRow>(`SELECT * FROM leases WHERE id = $1`, [leaseId])
     if (!lease) return null
     const job = await this.jobRow(this.db, lease.job_id)
-    const runtime = await this.runtime(job.id, job.spec)
-    const floats = runtime.shapes.reduce((n, s) => n + s.reduce((a, b) => a * b, 1), 0)
-    const header = 8 + runtime.shapes.reduce((n, s) => n + 4 * (1 + s.length), 0)
-    return 8 + MAX_CLAIM_JSON_BYTES + header + 4 * floats
+    return 8 + MAX_CLAIM_JSON_BYTES + (await this.runtime(job.id, job.spec)).updateBytes
   }
 
   private emitProgress(jobId: Hash): void {
@@ -468,7 +467,10 @@ export class JobService {
           parseIdx(await this.blobs.get(spec.data.heldOut.images)),
           parseIdx(await this.blobs.get(spec.data.heldOut.labels)),
         )
-        return { spec, model, heldOut, shapes: model.weights.map((w) => w.shape as number[]) }
+        const shapes = model.weights.map((w) => w.shape as number[])
+        const floats = shapes.reduce((n, shape) => n + shape.reduce((a, b) => a * b, 1), 0)
+        const header = 8 + shapes.reduce((n, shape) => n + 4 * (1 + shape.length), 0)
+        return { spec, model, heldOut, shapes, updateBytes: header + 4 * floats }
       })()
       runtime.catch(() => this.runtimes.delete(jobId))
       this.runtimes.set(jobId, runtime)

@@ -212,5 +212,3 @@ export class Scheduler {
     return false
   }
 }
-
-export { CoordinatorUnreachableError }
