@@ -6,7 +6,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['src/**/*.test.ts', 'coordinator/**/*.test.ts'],
+          include: ['src/**/*.test.ts', 'coordinator/**/*.test.ts', 'contracts/**/*.test.ts'],
           environment: 'node',
           testTimeout: 60_000,
           hookTimeout: 120_000,

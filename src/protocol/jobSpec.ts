@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { canonicalJson, canonicalJsonHash } from './canonicalJson.ts'
 import { hashSchema, type Hash } from './hash.ts'
+import { amountSchema } from './amount.ts'
 
 /**
  * A training job, as canonical JSON addressed by its hash (`specHash`, which is also the job's id and
@@ -54,6 +55,19 @@ export const modelSchema = z.object({
   initialWeights: hashSchema,
 })
 
+/**
+ * What the requester pays. Optional: a job without it is a volunteer job and runs without escrow.
+ * With it, units are issued only once the escrow on-chain holds `budget`, each accepted unit earns its
+ * contributor `pricePerUnit`, and no unit is issued that the rest of the escrow could not pay for.
+ */
+export const paymentSchema = z
+  .object({
+    pricePerUnit: amountSchema,
+    budget: amountSchema,
+  })
+  .refine((p) => BigInt(p.pricePerUnit) > 0n, { message: 'pricePerUnit must be positive', path: ['pricePerUnit'] })
+  .refine((p) => BigInt(p.budget) >= BigInt(p.pricePerUnit), { message: 'budget must pay for at least one unit', path: ['budget'] })
+
 export const jobSpecSchema = z.object({
   version: z.literal(1),
   name: z.string().min(1).max(200),
@@ -64,10 +78,12 @@ export const jobSpecSchema = z.object({
   training: trainingSchema,
   /** Identifies the kernels a unit must run with; part of every device class. */
   kernelBundle: z.string().min(1).max(200),
+  payment: paymentSchema.optional(),
 })
 
 export type JobSpec = z.infer<typeof jobSpecSchema>
 export type TrainingConfig = z.infer<typeof trainingSchema>
+export type PaymentTerms = z.infer<typeof paymentSchema>
 export type DatasetSpec = z.infer<typeof datasetSchema>
 
 export class JobSpecError extends Error {
