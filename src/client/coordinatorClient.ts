@@ -4,11 +4,14 @@ import {
   sha256Hex,
   type ApiErrorBody,
   type CoordinatorInfo,
+  type EpochRecord,
+  type FaucetResult,
   type Hash,
   type JobDetail,
   type JobProgress,
   type JobSummary,
   type LeaseResponse,
+  type RewardsView,
   type SignedClaim,
   type SubmitResult,
 } from '../protocol/index.ts'
@@ -72,6 +75,25 @@ export class CoordinatorClient {
       method: 'POST',
       headers: { 'content-type': 'application/octet-stream' },
       body: body as BodyInit,
+    })
+  }
+
+  /** The account's earnings and Merkle proofs of the latest posted and latest claimable roots. */
+  rewards(account: Address): Promise<RewardsView> {
+    return this.json(`/api/rewards/${account}`)
+  }
+
+  /** Reward epochs, newest first, with their roots and transaction hashes. */
+  async epochs(): Promise<EpochRecord[]> {
+    return (await this.json<{ epochs: EpochRecord[] }>('/api/epochs')).epochs
+  }
+
+  /** Local chain only: tops `account` up with gas and test tokens. */
+  faucet(account: Address): Promise<FaucetResult> {
+    return this.json('/api/faucet', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ address: account }),
     })
   }
 

@@ -1,6 +1,9 @@
-import type { Address } from 'viem'
+import type { Address, Hex } from 'viem'
+import type { Amount } from './amount.ts'
+import type { ChainInfo } from './chain.ts'
 import type { Hash } from './hash.ts'
 import type { JobSpec } from './jobSpec.ts'
+import type { RewardProofRecord } from './rewards.ts'
 
 /** Shapes of the coordinator's HTTP answers; the client and the pages read these, the service writes them. */
 
@@ -9,6 +12,10 @@ export interface CoordinatorInfo {
   chainId: number
   verifyingContract: Address
   version: string
+  /** Where settlement happens; null when the coordinator runs without a chain (volunteer jobs only). */
+  chain: ChainInfo | null
+  /** Seconds between reward epochs (each posts one cumulative Merkle root). */
+  epochSeconds: number | null
 }
 
 export type JobStatus = 'active' | 'finished'
@@ -21,6 +28,69 @@ export interface JobSummary {
   rounds: number
   checkpoint: Hash
   createdAt: number
+  /** Escrow and earnings of a paid job; null for a volunteer job (no payment terms in its spec). */
+  payment: JobPayment | null
+}
+
+/**
+ * - `awaiting_deposit`: the escrow on-chain holds less than the spec's budget; no units are issued.
+ * - `funded`: units are issued while the rest of the escrow can pay for them.
+ * - `closed`: the job ended and the coordinator closed its escrow; the requester may take back the rest.
+ */
+export type JobPaymentStatus = 'awaiting_deposit' | 'funded' | 'closed'
+
+export interface JobPayment {
+  status: JobPaymentStatus
+  pricePerUnit: Amount
+  budget: Amount
+  /** What the escrow contract holds for the job, as the coordinator last read it. */
+  deposited: Amount
+  /** Earned by contributors: accepted units × price, never more than the deposit. */
+  earned: Amount
+  /** Moved from escrow to the reward distributor by posted epoch roots. */
+  charged: Amount
+  /** deposited − earned: what is left for further units (and what a requester gets back at the end). */
+  remaining: Amount
+  requester: Address | null
+  /** Deposit transactions seen on-chain, oldest first. */
+  deposits: Array<{ txHash: Hex; amount: Amount; blockNumber: number }>
+  closeTxHash: Hex | null
+}
+
+export interface EpochRecord {
+  epoch: number
+  root: Hex
+  totalCumulative: Amount
+  accounts: number
+  /** `built`: tree stored, not yet on-chain; `sent`: transaction sent; `posted`: mined. */
+  status: 'built' | 'sent' | 'posted'
+  txHash: Hex | null
+  builtAt: number
+  /** Unix seconds from the chain, once posted. */
+  postedAt: number | null
+  claimableAt: number | null
+}
+
+/** An account's rewards as the coordinator knows them; the page adds what the chain says (claimed, balance). */
+export interface RewardsView {
+  address: Address
+  /** Every accepted unit's price, including units not yet in a posted root. */
+  earned: Amount
+  /** Latest posted root that contains the account (may still be inside its challenge window). */
+  latest: RewardProofRecord | null
+  /** Latest root containing the account whose challenge window is over at the chain's current time. */
+  claimable: RewardProofRecord | null
+  /** The chain's latest block timestamp when this was computed (unix seconds). */
+  chainTime: number
+  nextEpochAt: number | null
+}
+
+export interface FaucetResult {
+  address: Address
+  /** Transactions sent; empty when the account already had enough. */
+  txHashes: Hex[]
+  ether: Amount
+  tokens: Amount
 }
 
 export interface JobDetail extends JobSummary {
