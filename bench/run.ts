@@ -50,7 +50,7 @@ const median = (xs: number[]) => percentile(xs, 0.5)
 async function coordinatorThroughput(): Promise<{ rows: ThroughputRow[]; roundCloseMs: number[]; updateBytes: number }> {
   const coordinator = await startTemporaryCoordinator()
   try {
-    const preset = await buildMnistPreset()
+    const preset = await buildMnistPreset({ paid: false })
     // Same model and data, but a round that never fills: every request is a lease and a full claim check.
     const spec: JobSpec = { ...preset.spec, name: 'bench: claim path', training: { ...preset.spec.training, unitsPerRound: 10_000 } }
     const jobId = await coordinator.jobs.createJob(spec, preset.blobs.values())

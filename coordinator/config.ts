@@ -1,35 +1,94 @@
 import { resolve } from 'node:path'
-import { getAddress, type Address } from 'viem'
+import { getAddress, isHex, type Address, type Hex } from 'viem'
+import { contractAddressesSchema, type ContractAddresses } from '../src/protocol/index.ts'
+
+/**
+ * Where settlement happens:
+ * - `local` (the default): anvil on 127.0.0.1 started by the coordinator, contracts deployed on first
+ *   start and kept with the data folder, a faucet for new wallets;
+ * - `external`: any EVM chain with TabTrain's contracts, by RPC URL and addresses;
+ * - `off`: no chain; only volunteer jobs run, claims are signed for the given domain.
+ */
+export type ChainConfig =
+  | { mode: 'local'; port: number; challengeWindowSeconds?: number; unstakeDelaySeconds?: number }
+  | { mode: 'external'; rpcUrl: string; contracts: ContractAddresses; coordinatorKey: Hex; fromBlock: bigint }
+  | { mode: 'off'; chainId: number; verifyingContract: Address }
 
 export interface CoordinatorConfig {
   host: string
   port: number
-  /** Embedded PGlite data folder and blob folder live under here unless DATABASE_URL is set. */
+  /** Embedded PGlite data folder, blob folder and local chain state live under here. */
   dataDir: string
   databaseUrl?: string
   siteDir: string
-  chainId: number
-  verifyingContract: Address
+  chain: ChainConfig
+  /** Seconds between reward epochs. */
+  epochSeconds: number
 }
 
-/**
- * Until the settlement contracts are deployed by the run command, claims are signed for anvil's chain id
- * and the address anvil gives the first contract its first account deploys, so signatures made now stay
- * valid against the local chain's dispute contract. Both are overridable for any other chain.
- */
-export const DEFAULT_CHAIN_ID = 31337
-export const DEFAULT_VERIFYING_CONTRACT: Address = '0x5FbDB2315678afecb367f032d93F642f64180aa3'
+/** anvil's customary port, so wallets configured for a local node find it. */
+export const DEFAULT_ANVIL_PORT = 8545
+/** Short enough that a contributor sees a root appear while watching; each epoch costs one transaction. */
+export const DEFAULT_EPOCH_SECONDS = 30
+
+/** Claims of a coordinator without a chain are signed for anvil's chain id and first deployment address. */
+export const OFF_CHAIN_ID = 31337
+export const OFF_VERIFYING_CONTRACT: Address = '0x5FbDB2315678afecb367f032d93F642f64180aa3'
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return fallback
+  const value = Number(raw)
+  if (!Number.isInteger(value) || value < min || value > max) throw new ConfigError(`${name}=${raw} must be an integer in [${min}, ${max}]`)
+  return value
+}
+
+export function chainConfigFromEnv(env: NodeJS.ProcessEnv = process.env): ChainConfig {
+  const mode = env.TABTRAIN_CHAIN ?? (env.TABTRAIN_RPC_URL ? 'external' : 'local')
+  switch (mode) {
+    case 'local':
+      return {
+        mode,
+        port: integer(env, 'TABTRAIN_ANVIL_PORT', DEFAULT_ANVIL_PORT, 0, 65535),
+        ...(env.TABTRAIN_CHALLENGE_WINDOW_SECONDS ? { challengeWindowSeconds: integer(env, 'TABTRAIN_CHALLENGE_WINDOW_SECONDS', 0) } : {}),
+        ...(env.TABTRAIN_UNSTAKE_DELAY_SECONDS ? { unstakeDelaySeconds: integer(env, 'TABTRAIN_UNSTAKE_DELAY_SECONDS', 0) } : {}),
+      }
+    case 'external': {
+      const rpcUrl = env.TABTRAIN_RPC_URL
+      if (!rpcUrl) throw new ConfigError('TABTRAIN_CHAIN=external needs TABTRAIN_RPC_URL')
+      let contracts: ContractAddresses
+      try {
+        contracts = contractAddressesSchema.parse(JSON.parse(env.TABTRAIN_CONTRACTS ?? ''))
+      } catch (error) {
+        throw new ConfigError(`TABTRAIN_CONTRACTS must be JSON {token, stakeManager, jobEscrow, rewardDistributor, disputeResolver}: ${(error as Error).message}`)
+      }
+      const key = env.TABTRAIN_COORDINATOR_KEY
+      if (!key || !isHex(key) || key.length !== 66) throw new ConfigError('TABTRAIN_COORDINATOR_KEY must be the coordinator account\'s 32-byte hex private key')
+      return { mode, rpcUrl, contracts, coordinatorKey: key, fromBlock: BigInt(integer(env, 'TABTRAIN_FROM_BLOCK', 0)) }
+    }
+    case 'off':
+      return {
+        mode,
+        chainId: integer(env, 'TABTRAIN_CHAIN_ID', OFF_CHAIN_ID, 1),
+        verifyingContract: getAddress(env.TABTRAIN_VERIFYING_CONTRACT ?? OFF_VERIFYING_CONTRACT),
+      }
+    default:
+      throw new ConfigError(`TABTRAIN_CHAIN=${mode}: expected local, external or off`)
+  }
+}
 
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {
-  const port = Number(env.PORT ?? 8547)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT=${env.PORT} is not a TCP port`)
   return {
     host: env.HOST ?? '127.0.0.1',
-    port,
+    port: integer(env, 'PORT', 8547, 0, 65535),
     dataDir: resolve(env.TABTRAIN_DATA_DIR ?? '.tabtrain'),
     databaseUrl: env.DATABASE_URL || undefined,
     siteDir: resolve(env.TABTRAIN_SITE_DIR ?? 'dist/web'),
-    chainId: Number(env.TABTRAIN_CHAIN_ID ?? DEFAULT_CHAIN_ID),
-    verifyingContract: getAddress(env.TABTRAIN_VERIFYING_CONTRACT ?? DEFAULT_VERIFYING_CONTRACT),
+    chain: chainConfigFromEnv(env),
+    epochSeconds: integer(env, 'TABTRAIN_EPOCH_SECONDS', DEFAULT_EPOCH_SECONDS, 1),
   }
 }

@@ -131,6 +131,53 @@ const MIGRATIONS: string[] = [
      units           integer NOT NULL,
      PRIMARY KEY (job_id, round)
    );`,
+  // Settlement. Everything chain-derived is keyed by `deployment` (chain id, distributor address and the
+  // deployment block's hash), so a local chain that was reset never mixes with records of the old one.
+  `CREATE TABLE job_funding (
+     deployment      text NOT NULL,
+     job_id          text NOT NULL REFERENCES jobs(id),
+     requester       text,
+     deposited       numeric(78, 0) NOT NULL DEFAULT 0,
+     closed_tx       text,
+     updated_at      bigint NOT NULL,
+     PRIMARY KEY (deployment, job_id)
+   );
+   CREATE TABLE escrow_deposits (
+     deployment      text NOT NULL,
+     tx_hash         text NOT NULL,
+     log_index       integer NOT NULL,
+     job_id          text NOT NULL,
+     requester       text NOT NULL,
+     amount          numeric(78, 0) NOT NULL,
+     block_number    bigint NOT NULL,
+     PRIMARY KEY (deployment, tx_hash, log_index)
+   );
+   CREATE TABLE chain_cursor (
+     deployment      text PRIMARY KEY,
+     next_block      bigint NOT NULL
+   );
+   CREATE TABLE epochs (
+     deployment      text NOT NULL,
+     epoch           integer NOT NULL,
+     root            text NOT NULL,
+     total_cumulative numeric(78, 0) NOT NULL,
+     job_totals      jsonb NOT NULL,
+     tree            jsonb NOT NULL,
+     accounts        integer NOT NULL,
+     status          text NOT NULL,
+     tx_hash         text,
+     built_at        bigint NOT NULL,
+     posted_at       bigint,
+     claimable_at    bigint,
+     PRIMARY KEY (deployment, epoch)
+   );
+   CREATE TABLE faucet_grants (
+     deployment      text NOT NULL,
+     address         text NOT NULL,
+     granted_at      bigint NOT NULL,
+     tx_hashes       jsonb NOT NULL
+   );
+   CREATE INDEX units_accepted ON units (job_id, accepted_at) WHERE status = 'accepted';`,
 ]
 
 export async function migrate(db: Database): Promise<void> {

@@ -10,6 +10,8 @@ export const ERROR_STATUS = {
   bad_signature: 401,
   lease_not_yours: 403,
   job_not_found: 404,
+  faucet_unavailable: 404,
+  no_chain: 404,
   lease_not_found: 404,
   blob_not_found: 404,
   already_submitted: 409,

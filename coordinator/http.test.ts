@@ -3,7 +3,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { CoordinatorClient, CoordinatorRequestError } from '../src/client/coordinatorClient.ts'
 import { decodeTensorList, encodeSubmission, hashTensorList, signWorkClaim, type Hash, type LiveMessage } from '../src/protocol/index.ts'
-import { DEFAULT_VERIFYING_CONTRACT } from './config.ts'
 import { startTemporaryCoordinator, type TemporaryCoordinator } from './testing/inProcess.ts'
 
 /** The HTTP surface: status codes and messages a client sees, size limits, blobs, the live feed. */
@@ -31,8 +30,11 @@ describe('coordinator HTTP API', () => {
     return error as CoordinatorRequestError
   }
 
-  it('serves the EIP-712 domain claims are signed under', async () => {
-    expect(await client.info()).toMatchObject({ chainId: 31337, verifyingContract: DEFAULT_VERIFYING_CONTRACT })
+  it('serves the EIP-712 domain claims are signed under: the local chain and its dispute contract', async () => {
+    const info = await client.info()
+    expect(info.chain).not.toBeNull()
+    expect(info).toMatchObject({ chainId: 31337, verifyingContract: info.chain!.contracts.disputeResolver })
+    expect(info.chain!.rpcUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
   })
 
   it('answers an unknown job with 404 and says which', async () => {

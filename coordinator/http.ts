@@ -6,11 +6,14 @@ import type { ApiErrorBody, CoordinatorInfo, LiveMessage } from '../src/protocol
 import { BlobNotFoundError, type BlobStore } from './blobs.ts'
 import { CoordinatorError } from './errors.ts'
 import type { JobService } from './jobs.ts'
+import type { Settlement } from './settlement/settlement.ts'
 
 export interface HttpOptions {
   jobs: JobService
   blobs: BlobStore
   info: CoordinatorInfo
+  /** Rewards, epochs and the faucet; null when the coordinator runs without a chain. */
+  settlement?: Settlement | null
   /** Built site to serve at `/` (vite's output); omitted in API-only tests. */
   siteDir?: string
   logger?: boolean
@@ -85,6 +88,17 @@ export async function buildHttpServer(options: HttpOptions): Promise<FastifyInst
       return jobs.submit(req.params.leaseId, new Uint8Array(req.body.buffer, req.body.byteOffset, req.body.byteLength))
     },
   )
+
+  const settlement = () => {
+    if (!options.settlement) throw new CoordinatorError('no_chain', 'this coordinator runs without a chain: no rewards, epochs or faucet')
+    return options.settlement
+  }
+
+  app.get('/api/epochs', async () => ({ epochs: await settlement().epochs.list() }))
+
+  app.get<{ Params: { address: string } }>('/api/rewards/:address', async (req) => settlement().rewards(req.params.address))
+
+  app.post<{ Body: { address?: unknown } }>('/api/faucet', async (req) => settlement().drip(req.body?.address))
 
   app.get<{ Params: { hash: string } }>('/api/blobs/:hash', async (req, reply) => {
     const bytes = await blobs.get(req.params.hash)

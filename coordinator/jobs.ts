@@ -20,6 +20,7 @@ import {
   type ClaimDomainParams,
   type Hash,
   type JobDetail,
+  type JobPayment,
   type JobProgress,
   type JobSpec,
   type JobStatus,
@@ -44,6 +45,7 @@ interface JobRow {
   checkpoint: Hash
   initial_loss: number | null
   initial_accuracy: number | null
+  accepted_in_round: number
   created_at: string | number
 }
 
@@ -69,10 +71,26 @@ interface LeaseRow {
   expires_at: string | number
 }
 
+/**
+ * What the jobs logic needs from settlement, kept behind an interface so jobs and rounds run the same
+ * with or without a chain. A job whose spec has payment terms gets no units until `leaseBlocker` says so.
+ */
+export interface JobPayments {
+  /** Why no unit of this round may be issued now (no deposit yet, budget used up), or null. */
+  leaseBlocker(job: { id: Hash; spec: JobSpec; round: number }): Promise<string | null>
+  /** The escrow and earnings of a paid job, null for a volunteer job. */
+  describe(job: { id: Hash; spec: JobSpec; round: number; acceptedInRound: number }): Promise<JobPayment | null>
+}
+
+/** How soon a contributor asks again while a paid job waits for its escrow. */
+const PAYMENT_WAIT_MS = 2000
+
 export interface JobServiceOptions {
   db: Database
   blobs: BlobStore
   domain: ClaimDomainParams
+  /** Settlement; without it, jobs with payment terms wait forever for a deposit nobody can see. */
+  payments?: JobPayments
   /** Milliseconds since the epoch; injectable so tests can expire leases without sleeping. */
   now?: () => number
   log?: (message: string) => void
@@ -154,12 +172,28 @@ export class JobService {
 
   async listJobs(): Promise<JobSummary[]> {
     const rows = await this.db.query<JobRow>(`SELECT * FROM jobs ORDER BY created_at, id`)
-    return rows.map(toSummary)
+    return Promise.all(rows.map((row) => this.summary(row)))
   }
 
   async getJob(jobId: string): Promise<JobDetail> {
     const row = await this.jobRow(this.db, jobId)
-    return { ...toSummary(row), spec: row.spec }
+    return { ...(await this.summary(row)), spec: row.spec }
+  }
+
+  private async summary(row: JobRow): Promise<JobSummary> {
+    const payment = this.options.payments
+      ? await this.options.payments.describe({ id: row.id, spec: row.spec, round: row.round, acceptedInRound: Number(row.accepted_in_round) })
+      : null
+    return {
+      id: row.id,
+      name: row.spec.name,
+      status: row.status,
+      round: row.round,
+      rounds: row.spec.training.rounds,
+      checkpoint: row.checkpoint,
+      createdAt: Number(row.created_at),
+      payment,
+    }
   }
 
   /** Leases the lowest open (or expired) unit of the job's current round to `contributor`. */
@@ -170,6 +204,12 @@ export class JobService {
     const contributor = getAddress(contributorInput)
     const job = await this.jobRow(this.db, jobId)
     if (job.status === 'finished') return { status: 'finished' }
+    if (job.spec.payment) {
+      const blocker = this.options.payments
+        ? await this.options.payments.leaseBlocker({ id: job.id, spec: job.spec, round: job.round })
+        : 'this coordinator runs without a chain, so a paid job cannot be funded'
+      if (blocker) return { status: 'wait', retryAfterMs: PAYMENT_WAIT_MS, reason: blocker }
+    }
     const now = this.now()
     const ttlMs = job.spec.training.leaseTtlSeconds * 1000
     const leaseId = randomUUID()
@@ -476,17 +516,5 @@ export class JobService {
       this.runtimes.set(jobId, runtime)
     }
     return runtime
-  }
-}
-
-function toSummary(row: JobRow): JobSummary {
-  return {
-    id: row.id,
-    name: row.spec.name,
-    status: row.status,
-    round: row.round,
-    rounds: row.spec.training.rounds,
-    checkpoint: row.checkpoint,
-    createdAt: Number(row.created_at),
   }
 }

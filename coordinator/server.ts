@@ -1,12 +1,15 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import type { ClaimDomainParams } from '../src/protocol/index.ts'
 import { BlobStore } from './blobs.ts'
 import type { CoordinatorConfig } from './config.ts'
 import { migrate, openDatabase, type Database } from './db.ts'
 import { buildHttpServer } from './http.ts'
 import { JobService } from './jobs.ts'
 import { buildMnistPreset } from './presets/mnist.ts'
+import { connectChain, type ConnectedChain } from './settlement/connect.ts'
+import { Settlement } from './settlement/settlement.ts'
 
 export interface RunningCoordinator {
   url: string
@@ -14,46 +17,84 @@ export interface RunningCoordinator {
   jobs: JobService
   db: Database
   presetJobId: string
+  /** Null when the coordinator runs without a chain. */
+  settlement: Settlement | null
+  chain: ConnectedChain | null
   close(): Promise<void>
 }
 
-/** Opens the store, creates the preset job on first start, finishes any interrupted round, and listens. */
+/**
+ * Opens the store, starts or connects to the chain, creates (and locally funds) the preset job on first
+ * start, finishes any interrupted round, starts settlement and listens.
+ */
 export async function startCoordinator(
   config: CoordinatorConfig,
   options: { now?: () => number; log?: (message: string) => void } = {},
 ): Promise<RunningCoordinator> {
+  const log = options.log ?? (() => {})
   await mkdir(config.dataDir, { recursive: true })
-  const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: join(config.dataDir, 'pgdata') })
-  await migrate(db)
-  const blobs = new BlobStore(join(config.dataDir, 'blobs'))
-  const jobs = new JobService({
-    db,
-    blobs,
-    domain: { chainId: config.chainId, verifyingContract: config.verifyingContract },
-    now: options.now,
-    log: options.log,
-  })
-  const preset = await buildMnistPreset()
-  const presetJobId = await jobs.createJob(preset.spec, preset.blobs.values())
-  await jobs.recover()
-  const app = await buildHttpServer({
-    jobs,
-    blobs,
-    siteDir: config.siteDir,
-    info: { chainId: config.chainId, verifyingContract: config.verifyingContract, version: '0.1.0' },
-  })
-  await app.listen({ host: config.host, port: config.port })
-  const address = app.server.address()
-  const port = typeof address === 'object' && address ? address.port : config.port
-  return {
-    url: `http://${config.host}:${port}`,
-    app,
-    jobs,
-    db,
-    presetJobId,
-    async close() {
-      await app.close()
-      await db.close()
-    },
+  const chain = await connectChain(config.chain, config.dataDir, log)
+  let db: Database | null = null
+  let settlement: Settlement | null = null
+  try {
+    db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: join(config.dataDir, 'pgdata') })
+    await migrate(db)
+    const blobs = new BlobStore(join(config.dataDir, 'blobs'))
+    // Claims are signed for the contract that checks them in disputes, so they can slash on this chain.
+    const domain: ClaimDomainParams =
+      config.chain.mode === 'off'
+        ? { chainId: config.chain.chainId, verifyingContract: config.chain.verifyingContract }
+        : { chainId: chain!.chain.chainId, verifyingContract: chain!.chain.contracts.disputeResolver }
+    settlement = chain
+      ? new Settlement({
+          db,
+          chain: chain.chain,
+          publicClient: chain.publicClient,
+          transactions: chain.transactions,
+          deployment: chain.deployment,
+          fromBlock: chain.fromBlock,
+          epochSeconds: config.epochSeconds,
+          faucet: chain.faucet,
+          now: options.now,
+          log,
+        })
+      : null
+    const jobs = new JobService({ db, blobs, domain, payments: settlement?.escrow, now: options.now, log })
+    const preset = await buildMnistPreset({ paid: chain !== null })
+    const presetJobId = await jobs.createJob(preset.spec, preset.blobs.values())
+    if (chain?.fundJob && preset.spec.payment) await chain.fundJob(presetJobId, preset.spec.payment)
+    await jobs.recover()
+    await settlement?.start()
+    const app = await buildHttpServer({
+      jobs,
+      blobs,
+      settlement,
+      siteDir: config.siteDir,
+      info: { ...domain, version: '0.1.0', chain: chain?.chain ?? null, epochSeconds: chain ? config.epochSeconds : null },
+    })
+    await app.listen({ host: config.host, port: config.port })
+    const address = app.server.address()
+    const port = typeof address === 'object' && address ? address.port : config.port
+    const openDb = db
+    return {
+      url: `http://${config.host}:${port}`,
+      app,
+      jobs,
+      db: openDb,
+      presetJobId,
+      settlement,
+      chain,
+      async close() {
+        await app.close()
+        await settlement?.stop()
+        await openDb.close()
+        await chain?.stop()
+      },
+    }
+  } catch (error) {
+    await settlement?.stop()
+    await db?.close()
+    await chain?.stop()
+    throw error
   }
 }

@@ -71,7 +71,18 @@ export async function verifyShippedChecksums(dir = MNIST_DIR): Promise<void> {
   }
 }
 
-export async function buildMnistPreset(dir = MNIST_DIR): Promise<PresetBlobs> {
+/**
+ * The preset pays 1 token (10^18 base units) per accepted unit and escrows exactly what its 40 rounds of
+ * 4 units cost, so the budget is used up precisely when training ends.
+ */
+export const MNIST_PRESET_PAYMENT = { pricePerUnit: '1000000000000000000', budget: '160000000000000000000' } as const
+
+/**
+ * `paid: false` gives the volunteer variant (no payment terms: a different spec, so a different job id),
+ * which is what a coordinator without a chain can run.
+ */
+export async function buildMnistPreset(options: { dir?: string; paid?: boolean } = {}): Promise<PresetBlobs> {
+  const dir = options.dir ?? MNIST_DIR
   await verifyShippedChecksums(dir)
   const images = await readIdxFile(`${dir}/t10k-images-idx3-ubyte.gz`)
   const labels = await readIdxFile(`${dir}/t10k-labels-idx1-ubyte.gz`)
@@ -123,6 +134,7 @@ export async function buildMnistPreset(dir = MNIST_DIR): Promise<PresetBlobs> {
       leaseTtlSeconds: 120,
     },
     kernelBundle: KERNEL_BUNDLE,
+    ...(options.paid === false ? {} : { payment: MNIST_PRESET_PAYMENT }),
   })
   return {
     spec,

@@ -55,7 +55,7 @@ let base: Promise<TestJobBase> | null = null
  */
 export function testJobBase(): Promise<TestJobBase> {
   base ??= (async () => {
-    const preset = await buildMnistPreset()
+    const preset = await buildMnistPreset({ paid: false })
     const n = TEST_HELD_OUT_COUNT
     const images = encodeIdx({ shape: [n, 28, 28], data: preset.heldOut.images.subarray(0, n * preset.heldOut.exampleSize) })
     const labels = encodeIdx({ shape: [n], data: preset.heldOut.labels.subarray(0, n) })

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { DEFAULT_CHAIN_ID, DEFAULT_VERIFYING_CONTRACT } from '../config.ts'
+import { DEFAULT_EPOCH_SECONDS, type ChainConfig } from '../config.ts'
 import { startCoordinator, type RunningCoordinator } from '../server.ts'
 
 export interface TemporaryCoordinator extends RunningCoordinator {
@@ -9,17 +9,22 @@ export interface TemporaryCoordinator extends RunningCoordinator {
   dispose(): Promise<void>
 }
 
-/** A coordinator in this process on a free port and a fresh embedded store, API only (no site). */
-export async function startTemporaryCoordinator(): Promise<TemporaryCoordinator> {
+/**
+ * A coordinator in this process on a free port and a fresh embedded store, API only (no site), with its
+ * own local chain on a free port unless `chain` says otherwise.
+ */
+export async function startTemporaryCoordinator(
+  options: { chain?: ChainConfig; epochSeconds?: number; log?: (message: string) => void } = {},
+): Promise<TemporaryCoordinator> {
   const dir = await mkdtemp(join(tmpdir(), 'tabtrain-'))
   const coordinator = await startCoordinator({
     host: '127.0.0.1',
     port: 0,
     dataDir: dir,
     siteDir: join(dir, 'no-site'),
-    chainId: DEFAULT_CHAIN_ID,
-    verifyingContract: DEFAULT_VERIFYING_CONTRACT,
-  })
+    chain: options.chain ?? { mode: 'local', port: 0 },
+    epochSeconds: options.epochSeconds ?? DEFAULT_EPOCH_SECONDS,
+  }, { log: options.log })
   return Object.assign(coordinator, {
     async dispose() {
       await coordinator.close()

@@ -60,3 +60,15 @@ export interface RewardProofRecord {
   claimableAt: number
   txHash: Hex
 }
+
+/** The tree as JSON text (amounts as decimal strings), for storing beside the epoch it belongs to. */
+export function serializeRewardTree(tree: RewardTree): string {
+  return JSON.stringify(tree.dump(), (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value))
+}
+
+/** Loads a stored tree and checks that its leaves still hash to its nodes. */
+export function loadRewardTree(data: unknown): RewardTree {
+  const tree = StandardMerkleTree.load<RewardLeaf>(data as ReturnType<RewardTree['dump']>)
+  tree.validate()
+  return tree
+}

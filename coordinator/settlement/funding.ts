@@ -1,0 +1,163 @@
+import { formatUnits, getAddress, type Address, type Hex, type PublicClient } from 'viem'
+import { jobEscrowAbi } from '../../contracts/generated/index.ts'
+import type { ChainInfo, Hash, JobPayment, JobSpec, PaymentTerms } from '../../src/protocol/index.ts'
+import type { Database } from '../db.ts'
+import type { JobPayments } from '../jobs.ts'
+
+interface FundingState {
+  requester: Address | null
+  deposited: bigint
+  closed: boolean
+  refunded: boolean
+}
+
+/**
+ * Mirrors each paid job's escrow from the chain into the store and memory, and decides from it whether
+ * units may be issued. The chain is the truth: the store only remembers what was seen (deposit
+ * transactions for the pages) and where the log scan stopped.
+ */
+export class EscrowWatcher implements JobPayments {
+  private readonly funding = new Map<Hash, FundingState>()
+
+  constructor(
+    private readonly options: {
+      db: Database
+      publicClient: PublicClient
+      chain: ChainInfo
+      deployment: string
+      /** First block worth scanning for deposits: the one the contracts were deployed in. */
+      fromBlock: bigint
+      /** Charged so far per job by posted epoch roots (read from the epoch store). */
+      charged: (jobId: Hash) => Promise<bigint>
+      now?: () => number
+    },
+  ) {}
+
+  /** Scans new Deposited events and re-reads every paid job's escrow. Cheap enough to run every second. */
+  async sync(): Promise<void> {
+    const { db, publicClient, chain, deployment } = this.options
+    const latest = await publicClient.getBlockNumber()
+    const [cursor] = await db.query<{ next_block: string }>(`SELECT next_block FROM chain_cursor WHERE deployment = $1`, [deployment])
+    let from = cursor ? BigInt(cursor.next_block) : this.options.fromBlock
+    // A local chain restored from an older state file is behind the cursor: scan again (inserts are idempotent).
+    if (from > latest + 1n) from = this.options.fromBlock
+    if (from <= latest) {
+      const logs = await publicClient.getContractEvents({
+        address: chain.contracts.jobEscrow,
+        abi: jobEscrowAbi,
+        eventName: 'Deposited',
+        fromBlock: from,
+        toBlock: latest,
+      })
+      for (const log of logs) {
+        await db.query(
+          `INSERT INTO escrow_deposits (deployment, tx_hash, log_index, job_id, requester, amount, block_number)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
+          [deployment, log.transactionHash, log.logIndex, log.args.specHash, log.args.requester, String(log.args.amount), Number(log.blockNumber)],
+        )
+      }
+      await db.query(
+        `INSERT INTO chain_cursor (deployment, next_block) VALUES ($1, $2)
+         ON CONFLICT (deployment) DO UPDATE SET next_block = EXCLUDED.next_block`,
+        [deployment, String(latest + 1n)],
+      )
+    }
+    const paid = await db.query<{ id: Hash }>(`SELECT id FROM jobs WHERE spec ? 'payment'`)
+    for (const { id } of paid) await this.refresh(id)
+  }
+
+  /** Reads one job's escrow from the chain now. */
+  async refresh(jobId: Hash): Promise<FundingState> {
+    const { db, publicClient, chain, deployment } = this.options
+    const [requester, , closed, refunded, deposited] = await publicClient.readContract({
+      address: chain.contracts.jobEscrow,
+      abi: jobEscrowAbi,
+      functionName: 'jobs',
+      args: [jobId],
+    })
+    const state: FundingState = {
+      requester: /^0x0{40}$/i.test(requester) ? null : getAddress(requester),
+      deposited,
+      closed,
+      refunded,
+    }
+    const previous = this.funding.get(jobId)
+    this.funding.set(jobId, state)
+    if (!previous || previous.deposited !== deposited || previous.requester !== state.requester) {
+      await db.query(
+        `INSERT INTO job_funding (deployment, job_id, requester, deposited, updated_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (deployment, job_id) DO UPDATE SET requester = EXCLUDED.requester, deposited = EXCLUDED.deposited, updated_at = EXCLUDED.updated_at`,
+        [deployment, jobId, state.requester, String(deposited), (this.options.now ?? Date.now)()],
+      )
+    }
+    return state
+  }
+
+  /** Escrow as last read, fetching it once if this job was never read. */
+  async state(jobId: Hash): Promise<FundingState> {
+    return this.funding.get(jobId) ?? this.refresh(jobId)
+  }
+
+  /** Jobs whose escrow holds something, with what it holds: the ones epochs may charge. */
+  async fundedJobs(): Promise<Array<{ id: Hash; payment: PaymentTerms; deposited: bigint }>> {
+    const rows = await this.options.db.query<{ job_id: Hash; deposited: string; spec: JobSpec }>(
+      `SELECT f.job_id, f.deposited, j.spec FROM job_funding f JOIN jobs j ON j.id = f.job_id
+        WHERE f.deployment = $1 AND f.deposited > 0 ORDER BY f.job_id`,
+      [this.options.deployment],
+    )
+    return rows.filter((r) => r.spec.payment).map((r) => ({ id: r.job_id, payment: r.spec.payment!, deposited: BigInt(r.deposited) }))
+  }
+
+  async leaseBlocker(job: { id: Hash; spec: JobSpec; round: number }): Promise<string | null> {
+    const payment = job.spec.payment
+    if (!payment) return null
+    const state = await this.state(job.id)
+    const fmt = (x: bigint) => `${formatUnits(x, this.options.chain.token.decimals)} ${this.options.chain.token.symbol}`
+    const budget = BigInt(payment.budget)
+    if (state.closed || state.refunded) return `the job's escrow is closed`
+    if (state.deposited < budget) return `waiting for the requester's escrow deposit (${fmt(state.deposited)} of ${fmt(budget)} deposited)`
+    // A round needs all K of its units, so a round is started only if the escrow pays for the whole of it.
+    const neededThroughRound = BigInt(job.round + 1) * BigInt(job.spec.training.unitsPerRound) * BigInt(payment.pricePerUnit)
+    if (neededThroughRound > state.deposited) {
+      return `the escrow (${fmt(state.deposited)}) cannot pay for round ${job.round}; waiting for the requester to top it up`
+    }
+    return null
+  }
+
+  async describe(job: { id: Hash; spec: JobSpec; round: number; acceptedInRound: number }): Promise<JobPayment | null> {
+    const payment = job.spec.payment
+    if (!payment) return null
+    const state = await this.state(job.id)
+    const [deposits, funding] = await Promise.all([
+      this.options.db.query<{ tx_hash: Hex; amount: string; block_number: string }>(
+        `SELECT tx_hash, amount, block_number FROM escrow_deposits WHERE deployment = $1 AND job_id = $2 ORDER BY block_number, log_index`,
+        [this.options.deployment, job.id],
+      ),
+      this.options.db.query<{ closed_tx: Hex | null }>(`SELECT closed_tx FROM job_funding WHERE deployment = $1 AND job_id = $2`, [
+        this.options.deployment,
+        job.id,
+      ]),
+    ])
+    const price = BigInt(payment.pricePerUnit)
+    const acceptedUnits = BigInt(job.round * job.spec.training.unitsPerRound + job.acceptedInRound)
+    const earnedUncapped = acceptedUnits * price
+    const earned = earnedUncapped < state.deposited ? earnedUncapped : state.deposited
+    return {
+      status: state.closed || state.refunded ? 'closed' : state.deposited >= BigInt(payment.budget) ? 'funded' : 'awaiting_deposit',
+      pricePerUnit: payment.pricePerUnit,
+      budget: payment.budget,
+      deposited: String(state.deposited),
+      earned: String(earned),
+      charged: String(await this.options.charged(job.id)),
+      remaining: String(state.deposited - earned),
+      requester: state.requester,
+      deposits: deposits.map((d) => ({ txHash: d.tx_hash, amount: String(d.amount), blockNumber: Number(d.block_number) })),
+      closeTxHash: funding[0]?.closed_tx ?? null,
+    }
+  }
+
+  async recordClose(jobId: Hash, txHash: Hex): Promise<void> {
+    await this.options.db.query(`UPDATE job_funding SET closed_tx = $3 WHERE deployment = $1 AND job_id = $2`, [this.options.deployment, jobId, txHash])
+    await this.refresh(jobId)
+  }
+}

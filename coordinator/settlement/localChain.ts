@@ -1,0 +1,144 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createPublicClient, createWalletClient, http, parseEther, type Hex, type PublicClient } from 'viem'
+import { anvilAccount, startAnvil, type AnvilInstance } from '../../contracts/anvil.ts'
+import { deployTabTrain, DEFAULT_DEPLOY_PARAMETERS } from '../../contracts/deploy.ts'
+import { jobEscrowAbi, tabTokenAbi } from '../../contracts/generated/index.ts'
+import { readChainInfo } from './chainInfo.ts'
+import { contractAddressesSchema, type ChainInfo, type ContractAddresses, type Hash, type PaymentTerms } from '../../src/protocol/index.ts'
+import { chainFromRpc, TransactionQueue, type CoordinatorWallet } from './transactions.ts'
+
+/**
+ * The embedded default: anvil on 127.0.0.1 with TabTrain's contracts. Roles on it:
+ * account 0 deploys and is the coordinator (posts roots, referee, faucet, token owner);
+ * account 1 is the requester of the preset job; account 2 receives the treasury's share of slashes.
+ */
+export const LOCAL_COORDINATOR_INDEX = 0
+export const LOCAL_REQUESTER_INDEX = 1
+export const LOCAL_TREASURY_INDEX = 2
+
+/** The preset's escrow runs this long; a requester could take the rest back after it and the settlement period. */
+const PRESET_ESCROW_DAYS = 30
+
+export interface LocalDeploymentRecord {
+  chainId: number
+  contracts: ContractAddresses
+  blockNumber: string
+  blockHash: Hex
+}
+
+export interface LocalChainOptions {
+  /** Holds anvil's state file and the deployment record, so a restart finds the same chain. */
+  dir: string
+  /** 0 picks a free port. */
+  port: number
+  challengeWindowSeconds?: number
+  unstakeDelaySeconds?: number
+  log?: (message: string) => void
+}
+
+export interface LocalChain {
+  anvil: AnvilInstance
+  deployment: LocalDeploymentRecord
+  chain: ChainInfo
+  publicClient: PublicClient
+  coordinator: CoordinatorWallet
+  transactions: TransactionQueue
+  /** Mints the budget to the requester account and escrows it for `jobId`, unless already deposited. */
+  fundJob(jobId: Hash, payment: PaymentTerms): Promise<Hex | null>
+  stop(): Promise<void>
+}
+
+export async function startLocalChain(options: LocalChainOptions): Promise<LocalChain> {
+  const log = options.log ?? (() => {})
+  await mkdir(options.dir, { recursive: true })
+  const anvil = await startAnvil({ port: options.port, stateFile: join(options.dir, 'anvil-state.json') })
+  try {
+    const chain = chainFromRpc(anvil.chainId, anvil.rpcUrl)
+    // anvil mines each transaction at once; viem's default 4 s receipt polling would be most of every epoch.
+    const publicClient = createPublicClient({ chain, transport: http(anvil.rpcUrl), pollingInterval: 50 }) as PublicClient
+    const coordinator = createWalletClient({ account: anvilAccount(LOCAL_COORDINATOR_INDEX), chain, transport: http(anvil.rpcUrl) })
+    const transactions = new TransactionQueue(publicClient, coordinator)
+
+    const recordFile = join(options.dir, 'deployment.json')
+    let deployment = await loadDeployment(recordFile, publicClient)
+    if (deployment) {
+      log(`local chain: reusing contracts deployed in block ${deployment.blockNumber}`)
+    } else {
+      const started = performance.now()
+      const deployed = await deployTabTrain({
+        walletClient: coordinator,
+        publicClient,
+        admin: coordinator.account.address,
+        coordinator: coordinator.account.address,
+        treasury: anvilAccount(LOCAL_TREASURY_INDEX).address,
+        ...DEFAULT_DEPLOY_PARAMETERS,
+        ...(options.challengeWindowSeconds !== undefined ? { challengeWindowSeconds: options.challengeWindowSeconds } : {}),
+        ...(options.unstakeDelaySeconds !== undefined ? { unstakeDelaySeconds: options.unstakeDelaySeconds } : {}),
+      })
+      const block = await publicClient.getBlock({ blockNumber: deployed.blockNumber })
+      deployment = { chainId: deployed.chainId, contracts: deployed.contracts, blockNumber: String(deployed.blockNumber), blockHash: block.hash }
+      await writeFile(recordFile, JSON.stringify(deployment, null, 2))
+      log(`local chain: deployed TabTrain's contracts in ${(performance.now() - started).toFixed(0)} ms`)
+    }
+    const contracts = deployment.contracts
+    const info = await readChainInfo(publicClient, { chainId: anvil.chainId, rpcUrl: anvil.rpcUrl, contracts, faucet: true })
+    const requester = createWalletClient({ account: anvilAccount(LOCAL_REQUESTER_INDEX), chain, transport: http(anvil.rpcUrl) })
+
+    return {
+      anvil,
+      deployment,
+      chain: info,
+      publicClient,
+      coordinator,
+      transactions,
+      async fundJob(jobId, payment) {
+        const [, , , , deposited] = await publicClient.readContract({ address: contracts.jobEscrow, abi: jobEscrowAbi, functionName: 'jobs', args: [jobId] })
+        const budget = BigInt(payment.budget)
+        if (deposited >= budget) return null
+        const amount = budget - deposited
+        await transactions.send('mint requester budget', () =>
+          coordinator.writeContract({ address: contracts.token, abi: tabTokenAbi, functionName: 'mint', args: [requester.account.address, amount] }),
+        )
+        // The requester pays its own gas; anvil's accounts start with 10,000 ETH.
+        const approve = await requester.writeContract({ address: contracts.token, abi: tabTokenAbi, functionName: 'approve', args: [contracts.jobEscrow, amount] })
+        await publicClient.waitForTransactionReceipt({ hash: approve })
+        const deadline = BigInt(Math.floor(Date.now() / 1000) + PRESET_ESCROW_DAYS * 86_400)
+        const hash = await requester.writeContract({ address: contracts.jobEscrow, abi: jobEscrowAbi, functionName: 'deposit', args: [jobId, amount, deadline] })
+        const receipt = await publicClient.waitForTransactionReceipt({ hash })
+        if (receipt.status !== 'success') throw new Error(`escrow deposit for ${jobId} reverted (${hash})`)
+        log(`local chain: requester ${requester.account.address} escrowed ${amount} base units for job ${jobId.slice(0, 10)} (${hash})`)
+        return hash
+      },
+      stop: () => anvil.stop(),
+    }
+  } catch (error) {
+    await anvil.stop()
+    throw error
+  }
+}
+
+/** A recorded deployment counts only if the chain still has its block and its code (anvil state may be gone). */
+async function loadDeployment(file: string, client: PublicClient): Promise<LocalDeploymentRecord | null> {
+  let record: LocalDeploymentRecord
+  try {
+    const raw = JSON.parse(await readFile(file, 'utf8')) as LocalDeploymentRecord
+    record = { ...raw, contracts: contractAddressesSchema.parse(raw.contracts) }
+  } catch {
+    return null
+  }
+  try {
+    const block = await client.getBlock({ blockNumber: BigInt(record.blockNumber) })
+    if (block.hash !== record.blockHash) return null
+    const code = await client.getCode({ address: record.contracts.disputeResolver })
+    return code && code !== '0x' ? record : null
+  } catch {
+    return null
+  }
+}
+
+/** Gas for a new burner wallet: enough for thousands of claims and stake moves on anvil's base fee. */
+export const FAUCET_ETHER = parseEther('1')
+/** Test tokens for a new wallet, enough to stake. */
+export const FAUCET_TOKENS = parseEther('100')
+

@@ -1,0 +1,131 @@
+import { getAddress, isAddress, type Address, type PublicClient } from 'viem'
+import { jobEscrowAbi } from '../../contracts/generated/index.ts'
+import type { ChainInfo, EpochRecord, FaucetResult, Hash, JobSpec, RewardsView } from '../../src/protocol/index.ts'
+import type { Database } from '../db.ts'
+import { CoordinatorError } from '../errors.ts'
+import { earnedBy } from './earnings.ts'
+import { EpochService } from './epochs.ts'
+import { Faucet } from './faucet.ts'
+import { EscrowWatcher } from './funding.ts'
+import type { TransactionQueue } from './transactions.ts'
+
+export interface SettlementOptions {
+  db: Database
+  chain: ChainInfo
+  publicClient: PublicClient
+  transactions: TransactionQueue
+  /** Identifies one deployment of the contracts: chain id, distributor and the deployment block's hash. */
+  deployment: string
+  fromBlock: bigint
+  epochSeconds: number
+  /** Local chain only. */
+  faucet?: { ether: bigint; tokens: bigint }
+  now?: () => number
+  log?: (message: string) => void
+}
+
+/** How often the escrow of every paid job is re-read: a deposit unblocks its job within this. */
+const ESCROW_POLL_MS = 1000
+
+/**
+ * The coordinator's side of the chain: watches escrows (which gate the issuing of units), closes reward
+ * epochs on a timer, closes the escrow of finished jobs once their last charge is posted, serves proofs,
+ * and runs the local faucet.
+ */
+export class Settlement {
+  readonly escrow: EscrowWatcher
+  readonly epochs: EpochService
+  private readonly faucet: Faucet | null
+  private timers: ReturnType<typeof setInterval>[] = []
+  private nextEpochAt: number | null = null
+  private running: Promise<unknown> = Promise.resolve()
+
+  constructor(readonly options: SettlementOptions) {
+    const { db, publicClient, transactions, chain, deployment, now, log } = options
+    // Each reads the other lazily: epochs pay from funded escrows, escrows report what epochs charged.
+    this.escrow = new EscrowWatcher({ db, publicClient, chain, deployment, fromBlock: options.fromBlock, charged: (job) => this.epochs.charged(job), now })
+    this.epochs = new EpochService({ db, publicClient, transactions, chain, deployment, fundedJobs: () => this.escrow.fundedJobs(), now, log })
+    this.faucet = options.faucet ? new Faucet({ db, publicClient, transactions, chain, deployment, ...options.faucet, now }) : null
+  }
+
+  get chain(): ChainInfo {
+    return this.options.chain
+  }
+
+  /** Reads the chain once (so the first leases already know about deposits), then starts the timers. */
+  async start(): Promise<void> {
+    await this.escrow.sync()
+    const every = (ms: number, task: () => Promise<unknown>, what: string) => {
+      let busy = false
+      this.timers.push(
+        setInterval(() => {
+          if (busy) return
+          busy = true
+          const run = task()
+            .catch((error: unknown) => this.options.log?.(`${what} failed: ${(error as Error).message}`))
+            .finally(() => (busy = false))
+          this.running = run
+        }, ms),
+      )
+    }
+    every(ESCROW_POLL_MS, () => this.escrow.sync(), 'escrow sync')
+    this.nextEpochAt = Date.now() + this.options.epochSeconds * 1000
+    every(this.options.epochSeconds * 1000, async () => {
+      this.nextEpochAt = Date.now() + this.options.epochSeconds * 1000
+      await this.closeEpoch()
+    }, 'epoch')
+  }
+
+  async stop(): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer)
+    this.timers = []
+    await this.running
+  }
+
+  /** Builds and posts an epoch now (the timer calls this; tests and the bench call it directly). */
+  async closeEpoch(): Promise<EpochRecord | null> {
+    const record = await this.epochs.tick()
+    await this.closeFinishedEscrows()
+    return record
+  }
+
+  /** A finished job's escrow is closed once posted roots have charged all it owes, so the requester can take back the rest. */
+  private async closeFinishedEscrows(): Promise<void> {
+    const { db, chain, transactions, deployment } = this.options
+    const finished = await db.query<{ id: Hash; spec: JobSpec; round: number }>(
+      `SELECT j.id, j.spec, j.round FROM jobs j JOIN job_funding f ON f.job_id = j.id AND f.deployment = $1
+        WHERE j.status = 'finished' AND f.closed_tx IS NULL AND f.deposited > 0`,
+      [deployment],
+    )
+    for (const job of finished) {
+      const payment = job.spec.payment
+      if (!payment) continue
+      const owed = BigInt(job.round * job.spec.training.unitsPerRound) * BigInt(payment.pricePerUnit)
+      const state = await this.escrow.state(job.id)
+      const cap = owed < state.deposited ? owed : state.deposited
+      if ((await this.epochs.charged(job.id)) < cap || state.closed) continue
+      const receipt = await transactions.send(`close escrow of ${job.id.slice(0, 10)}`, () =>
+        transactions.wallet.writeContract({ address: chain.contracts.jobEscrow, abi: jobEscrowAbi, functionName: 'close', args: [job.id] }),
+      )
+      await this.escrow.recordClose(job.id, receipt.transactionHash)
+      this.options.log?.(`job ${job.id.slice(0, 10)} finished and fully charged: escrow closed (${receipt.transactionHash})`)
+    }
+  }
+
+  async rewards(accountInput: string): Promise<RewardsView> {
+    if (!isAddress(accountInput, { strict: false })) throw new CoordinatorError('malformed_request', `${accountInput} is not a 20-byte hex address`)
+    const account: Address = getAddress(accountInput)
+    const block = await this.options.publicClient.getBlock({ blockTag: 'latest' })
+    const chainTime = Number(block.timestamp)
+    const [{ latest, claimable }, earned] = await Promise.all([
+      this.epochs.proofs(account, chainTime),
+      earnedBy(this.options.db, account, await this.escrow.fundedJobs()),
+    ])
+    return { address: account, earned: String(earned), latest, claimable, chainTime, nextEpochAt: this.nextEpochAt }
+  }
+
+  async drip(address: unknown): Promise<FaucetResult> {
+    if (!this.faucet) throw new CoordinatorError('faucet_unavailable', 'the faucet exists only on the local chain')
+    return this.faucet.drip(address)
+  }
+}

@@ -1,0 +1,58 @@
+import { defineChain, type Account, type Chain, type Hex, type PublicClient, type TransactionReceipt, type Transport, type WalletClient } from 'viem'
+
+/** A transaction the coordinator sent was mined but reverted, or never got a receipt. */
+export class ChainTransactionError extends Error {
+  override name = 'ChainTransactionError'
+  constructor(
+    readonly label: string,
+    readonly txHash: Hex | null,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+export type CoordinatorWallet = WalletClient<Transport, Chain, Account>
+
+/** A viem chain object for a chain known only by id and RPC URL (anvil, a testnet, an L2). */
+export function chainFromRpc(chainId: number, rpcUrl: string): Chain {
+  return defineChain({
+    id: chainId,
+    name: chainId === 31337 ? 'Anvil (local)' : `Chain ${chainId}`,
+    nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
+    rpcUrls: { default: { http: [rpcUrl] } },
+  })
+}
+
+/**
+ * Every transaction the coordinator's account sends goes through one queue: epoch roots, escrow
+ * closes and faucet grants would otherwise race for the same nonce. `onSent` runs with the hash before
+ * the receipt is awaited, so a caller can record the hash first and find the transaction again after a
+ * crash.
+ */
+export class TransactionQueue {
+  private tail: Promise<unknown> = Promise.resolve()
+
+  constructor(
+    readonly publicClient: PublicClient,
+    readonly wallet: CoordinatorWallet,
+  ) {}
+
+  send(label: string, send: () => Promise<Hex>, onSent?: (hash: Hex) => Promise<void>): Promise<TransactionReceipt> {
+    const run = async () => {
+      const hash = await send()
+      await onSent?.(hash)
+      let receipt: TransactionReceipt
+      try {
+        receipt = await this.publicClient.waitForTransactionReceipt({ hash, timeout: 60_000 })
+      } catch (error) {
+        throw new ChainTransactionError(label, hash, `${label}: no receipt for ${hash}: ${(error as Error).message}`)
+      }
+      if (receipt.status !== 'success') throw new ChainTransactionError(label, hash, `${label}: transaction ${hash} reverted`)
+      return receipt
+    }
+    const result = this.tail.then(run, run)
+    this.tail = result.catch(() => {})
+    return result
+  }
+}
