@@ -34,7 +34,9 @@ describe('coordinator killed mid-round', () => {
   })
 
   it('loses no accepted update and no round', { timeout: 300_000 }, async () => {
-    coordinator = await spawnCoordinator()
+    // Epochs every 2 s, so that roots are being posted when the kill lands.
+    const env = { TABTRAIN_EPOCH_SECONDS: '2' }
+    coordinator = await spawnCoordinator({ env })
     const port = Number(new URL(coordinator.url).port)
     const client = new CoordinatorClient(coordinator.url)
     const jobId = (await client.listJobs())[0]!.id as Hash
@@ -46,7 +48,7 @@ describe('coordinator killed mid-round', () => {
 
     const beforeKill = await waitFor(() => client.progress(jobId), (p) => p.round >= 1 && p.acceptedThisRound > 0, 120_000)
     await coordinator.kill('SIGKILL')
-    coordinator = await spawnCoordinator({ dataDir: coordinator.dataDir, port })
+    coordinator = await spawnCoordinator({ dataDir: coordinator.dataDir, port, env })
 
     const afterRestart = await client.progress(jobId)
     // Everything acknowledged before the kill is still there (the kill may have landed after a few more).
@@ -63,5 +65,18 @@ describe('coordinator killed mid-round', () => {
     expect(events.some((e) => e.type === 'error' && /CoordinatorUnreachableError/.test(e.message))).toBe(true)
     const firstError = events.findIndex((e) => e.type === 'error')
     expect(events.slice(firstError).some((e) => e.type === 'unit-accepted')).toBe(true)
+
+    // Settlement came through the crash too: the local chain was found again (same contracts), epochs
+    // are numbered without gaps or repeats, each root was posted once, and the latest pays for every
+    // accepted unit at the preset's price.
+    const info = await client.info()
+    const units = (await client.progress(jobId)).acceptedUnits
+    const price = BigInt((await client.job(jobId)).payment!.pricePerUnit)
+    const epochs = await waitFor(() => client.epochs(), (list) => list[0]?.status === 'posted' && BigInt(list[0].totalCumulative) === BigInt(units) * price, 30_000)
+    expect(epochs.map((e) => e.epoch)).toEqual(epochs.map((_, i) => epochs.length - i))
+    expect(epochs.every((e) => e.status === 'posted')).toBe(true)
+    expect(new Set(epochs.map((e) => e.txHash)).size).toBe(epochs.length)
+    expect(info.verifyingContract).toBe(info.chain!.contracts.disputeResolver)
+    expect(coordinator.output()).toMatch(/local chain: reusing contracts deployed in block/)
   })
 })

@@ -9,7 +9,7 @@ export interface SpawnedCoordinator {
   url: string
   dataDir: string
   output: () => string
-  /** SIGTERM (graceful) or SIGKILL (a crash: nothing gets to clean up). */
+  /** SIGTERM (graceful) or SIGKILL to the whole process group (a crash: nothing gets to clean up). */
   kill(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>
 }
 
@@ -21,8 +21,11 @@ export async function spawnCoordinator(options: { dataDir?: string; port?: numbe
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'tabtrain-coordinator-')))
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'coordinator/main.ts'], {
     cwd: ROOT,
-    env: { ...process.env, PORT: String(options.port ?? 0), TABTRAIN_DATA_DIR: dataDir, ...options.env },
+    env: { ...process.env, PORT: String(options.port ?? 0), TABTRAIN_ANVIL_PORT: '0', TABTRAIN_DATA_DIR: dataDir, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, so that a simulated crash takes the local chain (anvil, its child) down
+    // with it, as a container or machine failure would, instead of leaving anvil orphaned.
+    detached: true,
   })
   let output = ''
   child.stdout!.on('data', (d) => (output += d))
@@ -49,7 +52,8 @@ export async function spawnCoordinator(options: { dataDir?: string; port?: numbe
     async kill(signal = 'SIGTERM') {
       if (child.exitCode !== null || child.signalCode !== null) return
       const exited = new Promise((r) => child.once('exit', r))
-      child.kill(signal)
+      if (signal === 'SIGKILL') process.kill(-child.pid!, 'SIGKILL')
+      else child.kill(signal)
       await exited
     },
   }
