@@ -10,6 +10,14 @@ const config = configFromEnv()
 const log = (message: string) => console.log(`[coordinator] ${message}`)
 log(`store: ${config.databaseUrl ? 'PostgreSQL at DATABASE_URL' : `embedded PGlite in ${config.dataDir}`}`)
 const coordinator = await startCoordinator(config, { log })
+const chain = coordinator.chain?.chain
+if (chain) {
+  log(`chain ${chain.chainId} at ${chain.rpcUrl}; claims are signed for DisputeResolver ${chain.contracts.disputeResolver}`)
+  log(`contracts: ${JSON.stringify(chain.contracts)}`)
+  log(`epochs every ${config.epochSeconds} s; roots claimable ${chain.challengeWindowSeconds} s after posting`)
+} else {
+  log('no chain (TABTRAIN_CHAIN=off): volunteer jobs only, no rewards')
+}
 console.log(`\nTabTrain is running. Open ${coordinator.url}/contribute.html to train, ${coordinator.url}/ for jobs.\n`)
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

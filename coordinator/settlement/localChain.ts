@@ -17,6 +17,14 @@ export const LOCAL_COORDINATOR_INDEX = 0
 export const LOCAL_REQUESTER_INDEX = 1
 export const LOCAL_TREASURY_INDEX = 2
 
+/**
+ * On the local chain a person trying TabTrain should see a root become claimable while watching, so the
+ * windows are minutes, not the contracts' production defaults (an hour, a day). The unstake delay stays
+ * longer than the challenge window so a stake cannot leave before a dispute about its last epoch.
+ */
+export const LOCAL_CHALLENGE_WINDOW_SECONDS = 120
+export const LOCAL_UNSTAKE_DELAY_SECONDS = 300
+
 /** The preset's escrow runs this long; a requester could take the rest back after it and the settlement period. */
 const PRESET_ESCROW_DAYS = 30
 
@@ -73,8 +81,8 @@ export async function startLocalChain(options: LocalChainOptions): Promise<Local
         coordinator: coordinator.account.address,
         treasury: anvilAccount(LOCAL_TREASURY_INDEX).address,
         ...DEFAULT_DEPLOY_PARAMETERS,
-        ...(options.challengeWindowSeconds !== undefined ? { challengeWindowSeconds: options.challengeWindowSeconds } : {}),
-        ...(options.unstakeDelaySeconds !== undefined ? { unstakeDelaySeconds: options.unstakeDelaySeconds } : {}),
+        challengeWindowSeconds: options.challengeWindowSeconds ?? LOCAL_CHALLENGE_WINDOW_SECONDS,
+        unstakeDelaySeconds: Math.max(options.unstakeDelaySeconds ?? LOCAL_UNSTAKE_DELAY_SECONDS, options.challengeWindowSeconds ?? 0),
       })
       const block = await publicClient.getBlock({ blockNumber: deployed.blockNumber })
       deployment = { chainId: deployed.chainId, contracts: deployed.contracts, blockNumber: String(deployed.blockNumber), blockHash: block.hash }
