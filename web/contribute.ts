@@ -1,17 +1,41 @@
 import * as Comlink from 'comlink'
+import { parseUnits, type Hex } from 'viem'
+import { rewardDistributorAbi, stakeManagerAbi, tabTokenAbi } from '../contracts/generated/index.ts'
 import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
-import type { Hash, JobProgress } from '../src/protocol/index.ts'
+import { verifyRewardProof, type ChainInfo, type Hash, type JobProgress, type JobSummary, type RewardsView } from '../src/protocol/index.ts'
 import type { TrainingWorkerApi } from '../src/worker/api.ts'
 import { Scheduler, type SchedulerEvent, type UnitReport } from '../src/worker/scheduler.ts'
-import { loadBurnerAccount } from '../src/worker/wallet.ts'
+import { ETHER, formatToken, formatWhen, showAmount } from './lib/amounts.ts'
+import { createChainReader, type ChainReader } from './lib/chainClient.ts'
 import { createProgressChart } from './lib/progressChart.ts'
 import { coordinatorUrlFromPage, watchProgress } from './lib/liveProgress.ts'
+import { explainError, transact } from './lib/transactions.ts'
+import {
+  BURNER_CHOICE,
+  WALLETCONNECT_CHOICE,
+  connectBurner,
+  connectInjected,
+  connectWalletConnect,
+  discoverInjectedWallets,
+  injectedChoice,
+  rememberChoice,
+  restoreWallet,
+  walletConnectConfigured,
+  WalletNotFoundError,
+  type ChainWalletClient,
+  type ConnectedWallet,
+  type WalletChoice,
+  type WalletEvent,
+} from './lib/wallets.ts'
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T
 const client = new CoordinatorClient(coordinatorUrlFromPage())
 const chart = createProgressChart($('chart'))
 let unitsDone = 0
 let unitsRefused = 0
+
+/** How often the wallet's balances and rewards are read again without any event to prompt it. */
+const REFRESH_MS = 4000
 
 function log(message: string, kind: 'info' | 'good' | 'bad' = 'info') {
   const item = document.createElement('li')
@@ -66,6 +90,7 @@ function onEvent(event: SchedulerEvent) {
       $('units-done').textContent = String(unitsDone)
       showTimings(event.report)
       log(`Round ${event.report.round} unit ${event.report.unit} accepted (${event.report.timings.totalMs.toFixed(0)} ms)${event.report.roundClosed ? ', closing the round' : ''}`, 'good')
+      void refresh()
       break
     case 'unit-refused':
       unitsRefused++
@@ -81,10 +106,499 @@ function onEvent(event: SchedulerEvent) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Page state
+
+interface Settlement {
+  chain: ChainInfo
+  reader: ChainReader
+}
+
+let settlement: Settlement | null = null
+let wallet: ConnectedWallet | null = null
+let unsubscribeWallet: () => void = () => {}
+let scheduler: Scheduler | null = null
+let makeScheduler: ((w: ConnectedWallet) => Scheduler) | null = null
+/** One wallet switch or transaction at a time: both change what the other would act on. */
+let busy = false
+/** The last rewards view read for the current wallet, which the Claim button acts on. */
+let lastRewards: { address: string; view: RewardsView; claimed: bigint; chainTime: number; frozenAt: number } | null = null
+const autoFauceted = new Set<string>()
+
+const token = () => settlement?.chain.token ?? null
+const chainTime = () => lastRewards?.chainTime ?? null
+
+function setBusy(value: boolean) {
+  busy = value
+  updateButtons()
+}
+
+function walletStatus(message: string, kind: 'info' | 'good' | 'bad' = 'info') {
+  const el = $('wallet-status')
+  el.textContent = message
+  el.className = kind === 'info' ? 'muted' : kind
+}
+
+function status(id: string, message: string, kind: 'info' | 'good' | 'bad' = 'info', txHash?: Hex) {
+  const el = $(id)
+  el.className = kind === 'info' ? 'muted' : kind
+  el.replaceChildren(message)
+  if (txHash) {
+    const hash = document.createElement('span')
+    hash.className = 'tx'
+    hash.textContent = ` ${txHash}`
+    el.append(hash)
+    el.dataset.txHash = txHash
+  } else {
+    delete el.dataset.txHash
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Wallet card
+
+function iconOf(choice: WalletChoice): HTMLElement {
+  const box = document.createElement('span')
+  box.className = 'wallet-icon'
+  box.setAttribute('aria-hidden', 'true')
+  if (choice.icon) {
+    const img = document.createElement('img')
+    img.src = choice.icon
+    img.alt = ''
+    box.append(img)
+  } else {
+    box.textContent = choice.kind === 'burner' ? '🔥' : choice.name.slice(0, 1)
+  }
+  return box
+}
+
+function showCurrentWallet(w: ConnectedWallet) {
+  const current = $('wallet-current')
+  current.dataset.walletKind = w.kind
+  current.dataset.walletId = w.id
+  $('wallet-icon').replaceWith(Object.assign(iconOf(w), { id: 'wallet-icon' }))
+  $('wallet-name').textContent = w.name
+  $('address').textContent = w.address
+  renderWalletOptions()
+}
+
+function renderWalletOptions() {
+  const chainless = settlement === null
+  const choices: WalletChoice[] = [
+    BURNER_CHOICE,
+    ...discoverInjectedWallets().wallets.map(injectedChoice),
+    WALLETCONNECT_CHOICE,
+  ]
+  $('wallet-options').replaceChildren(
+    ...choices.map((choice) => {
+      const button = document.createElement('button')
+      button.className = 'secondary'
+      button.dataset.walletKind = choice.kind
+      button.dataset.walletId = choice.id
+      const selected = wallet?.kind === choice.kind && (choice.kind !== 'injected' || wallet.id === choice.id)
+      button.setAttribute('aria-pressed', String(selected))
+      button.append(choice.icon ? iconImage(choice.icon) : '', choice.name)
+      if (chainless && choice.kind !== 'burner') {
+        button.disabled = true
+        button.title = 'Rewards are off on this coordinator: only the burner is used.'
+      } else if (choice.kind === 'walletconnect' && !walletConnectConfigured()) {
+        button.title = 'WalletConnect needs a project id: set VITE_WALLETCONNECT_PROJECT_ID at build time.'
+      }
+      button.addEventListener('click', () => void switchWallet(choice))
+      return button
+    }),
+  )
+  updateButtons()
+}
+
+function iconImage(src: string): HTMLImageElement {
+  const img = document.createElement('img')
+  img.src = src
+  img.alt = ''
+  return img
+}
+
+async function connectChoice(choice: WalletChoice, interactive: boolean): Promise<ConnectedWallet> {
+  const chain = settlement?.chain ?? null
+  switch (choice.kind) {
+    case 'burner':
+      return connectBurner(chain)
+    case 'injected': {
+      const detail = discoverInjectedWallets().wallets.find((w) => w.info.rdns === choice.id)
+      if (!detail) throw new WalletNotFoundError(`${choice.name} is no longer available in this browser.`)
+      return connectInjected(detail, chain, { interactive })
+    }
+    case 'walletconnect':
+      return connectWalletConnect(chain, { restoreOnly: !interactive })
+  }
+}
+
+/** Makes `next` the wallet that signs claims and sends transactions: the scheduler is rebuilt around its signer. */
+async function adopt(next: ConnectedWallet) {
+  const previous = wallet
+  const wasRunning = scheduler?.currentState === 'running'
+  if (scheduler) await scheduler.stop()
+  unsubscribeWallet()
+  wallet = next
+  lastRewards = null
+  unsubscribeWallet = next.subscribe?.((event) => void onWalletEvent(next, event)) ?? (() => {})
+  if (previous && previous !== next && previous.kind === 'walletconnect' && next.kind !== 'walletconnect') void previous.disconnect?.().catch(() => {})
+  showCurrentWallet(next)
+  clearRewards()
+  if (makeScheduler) {
+    scheduler = makeScheduler(next)
+    if (wasRunning) scheduler.start()
+  }
+  // A failed read is shown by the rewards card and retried by the timer; the switch itself succeeded.
+  await refresh().catch(() => {})
+}
+
+async function switchWallet(choice: WalletChoice) {
+  if (busy) return
+  if (wallet && wallet.kind === choice.kind && wallet.id === choice.id) return
+  setBusy(true)
+  walletStatus(choice.kind === 'burner' ? 'Switching to the burner…' : `Connecting ${choice.name}: confirm in the wallet…`)
+  try {
+    const next = await connectChoice(choice, true)
+    rememberChoice(next)
+    walletStatus(scheduler?.currentState === 'running' ? 'Finishing the unit in flight before switching…' : '')
+    await adopt(next)
+    walletStatus(`Now using ${next.name}.`, 'good')
+    log(`Wallet: ${next.name} ${next.address}`)
+  } catch (error) {
+    walletStatus(explainError(error, { token: token(), chainTime: chainTime() }), 'bad')
+  } finally {
+    setBusy(false)
+  }
+}
+
+/** The wallet changed under the page (another account picked, session ended): follow it, or fall back to the burner. */
+async function onWalletEvent(source: ConnectedWallet, event: WalletEvent) {
+  if (source !== wallet) return
+  if (event === 'chainChanged') {
+    const expected = settlement?.chain.chainId
+    const now = await source.walletClient?.getChainId().catch(() => null)
+    if (expected !== undefined && now !== expected) {
+      walletStatus(`${source.name} moved to chain ${now ?? '?'}: signing and transactions need chain ${expected}. Choose the wallet again to switch back.`, 'bad')
+    } else {
+      walletStatus('')
+    }
+    return
+  }
+  if (busy) return
+  setBusy(true)
+  try {
+    let next: ConnectedWallet
+    try {
+      next = await connectChoice(source, false)
+      walletStatus(`${source.name} changed account: now ${next.address}.`)
+    } catch (error) {
+      next = await connectBurner(settlement?.chain ?? null)
+      rememberChoice(BURNER_CHOICE)
+      walletStatus(`${source.name} disconnected (${explainError(error, { token: token(), chainTime: chainTime() })}); using the burner.`, 'bad')
+    }
+    await adopt(next)
+    log(`Wallet: ${next.name} ${next.address}`)
+  } finally {
+    setBusy(false)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Rewards and stake cards
+
+const AMOUNT_IDS = ['earned', 'pending', 'claimable', 'claimed', 'token-balance', 'eth-balance', 'stake-active', 'stake-pending'] as const
+
+function clearRewards() {
+  for (const id of AMOUNT_IDS) showAmount($(id), null, null)
+  $('pending-until').textContent = ''
+  $('stake-unlock').textContent = ''
+  $('rewards-note').textContent = ''
+}
+
+function updateButtons() {
+  const canSend = !busy && wallet?.walletClient != null && settlement !== null
+  for (const id of ['stake', 'unstake', 'withdraw', 'faucet']) $<HTMLButtonElement>(id).disabled = !canSend
+  const claimable = lastRewards?.view.claimable
+  const claimableAmount = claimable && lastRewards ? BigInt(claimable.cumulativeAmount) - lastRewards.claimed : 0n
+  $<HTMLButtonElement>('claim').disabled = !canSend || claimableAmount <= 0n
+  for (const button of $('wallet-options').querySelectorAll('button')) {
+    if (!button.title.startsWith('Rewards are off')) button.disabled = busy
+  }
+}
+
+const max0 = (x: bigint) => (x > 0n ? x : 0n)
+
+let refreshing: Promise<void> | null = null
+let refreshAgain = false
+
+/** Reads rewards, balances and stake again; calls that arrive during a read are folded into one more read. */
+function refresh(): Promise<void> {
+  if (refreshing) {
+    refreshAgain = true
+    return refreshing
+  }
+  refreshing = (async () => {
+    do {
+      refreshAgain = false
+      await readOnce()
+    } while (refreshAgain)
+  })().finally(() => {
+    refreshing = null
+  })
+  return refreshing
+}
+
+let readFailures = 0
+
+async function readOnce() {
+  const w = wallet
+  const s = settlement
+  if (!w || !s) return
+  const { reader, chain } = s
+  let values
+  try {
+    values = await Promise.all([
+      client.rewards(w.address),
+      reader.claimed(w.address),
+      reader.tokenBalance(w.address),
+      reader.ethBalance(w.address),
+      reader.stakeOf(w.address),
+      reader.frozenAt(w.address),
+      reader.latestBlockTime(),
+    ])
+  } catch (error) {
+    readFailures++
+    // One slow read is not news; a run of them is.
+    if (readFailures >= 2) status('claim-status', `Cannot read rewards: ${explainError(error, { token: chain.token, chainTime: null })}`, 'bad')
+    throw error
+  }
+  if (w !== wallet) return
+  if (readFailures >= 2 && !busy) status('claim-status', '')
+  readFailures = 0
+  const [view, claimed, tokenBalance, ethBalance, stake, frozenAt, now] = values
+  lastRewards = { address: w.address, view, claimed, chainTime: now, frozenAt }
+  const latest = view.latest ? BigInt(view.latest.cumulativeAmount) : 0n
+  const claimableCumulative = view.claimable ? BigInt(view.claimable.cumulativeAmount) : 0n
+  const pending = max0(latest - claimableCumulative)
+  showAmount($('earned'), view.earned, chain.token)
+  showAmount($('pending'), pending, chain.token)
+  $('pending-until').textContent = pending > 0n && view.latest ? `claimable from ${formatWhen(view.latest.claimableAt, now)}` : ''
+  showAmount($('claimable'), max0(claimableCumulative - claimed), chain.token)
+  showAmount($('claimed'), claimed, chain.token)
+  showAmount($('token-balance'), tokenBalance, chain.token)
+  showAmount($('eth-balance'), ethBalance, ETHER)
+  showAmount($('stake-active'), stake.active, chain.token)
+  showAmount($('stake-pending'), stake.pending, chain.token)
+  $('stake-unlock').textContent = stake.pending > 0n ? (stake.unlockAt <= now ? 'unlocked: withdraw it' : `unlocks ${formatWhen(stake.unlockAt, now)}`) : ''
+
+  const notes: string[] = []
+  const unposted = max0(BigInt(view.earned) - latest)
+  if (unposted > 0n) {
+    notes.push(`${formatToken(unposted, chain.token)} earned is not in a posted reward root yet${view.nextEpochAt ? `; the next epoch is due ${formatWhen(view.nextEpochAt, now)}` : ''}.`)
+  }
+  if (frozenAt > 0) notes.push(`Rewards of this address in roots claimable after ${formatWhen(frozenAt, now)} are frozen by a dispute verdict.`)
+  $('rewards-note').textContent = notes.join(' ')
+  updateButtons()
+
+  if (chain.faucet && w.kind === 'burner' && ethBalance === 0n && !busy && !autoFauceted.has(w.address)) {
+    autoFauceted.add(w.address)
+    void faucet(true)
+  }
+}
+
+async function claim() {
+  const w = wallet
+  const s = settlement
+  const record = lastRewards?.view.claimable
+  if (!w?.walletClient || !s || !record || busy) return
+  const walletClient: ChainWalletClient = w.walletClient
+  setBusy(true)
+  const context = { token: s.chain.token, chainTime: chainTime() }
+  try {
+    status('claim-status', `Checking the proof for epoch ${record.epoch} against the root on chain…`)
+    const onChain = await s.reader.epoch(record.epoch)
+    const cumulativeAmount = BigInt(record.cumulativeAmount)
+    if (onChain.root.toLowerCase() !== record.root.toLowerCase()) {
+      throw new Error(`The coordinator's root for epoch ${record.epoch} is not the one on chain (${onChain.root}); not claiming.`)
+    }
+    if (!verifyRewardProof(onChain.root, w.address, cumulativeAmount, record.proof)) {
+      throw new Error(`The coordinator's proof does not prove ${formatToken(cumulativeAmount, s.chain.token)} for this address under epoch ${record.epoch}'s root; not claiming.`)
+    }
+    const amount = cumulativeAmount - (lastRewards?.claimed ?? 0n)
+    status('claim-status', `Proof checked. Claiming ${formatToken(amount, s.chain.token)}: confirm in the wallet…`)
+    const receipt = await transact(
+      s.reader.publicClient,
+      async () => {
+        const { request } = await s.reader.publicClient.simulateContract({
+          account: walletClient.account,
+          address: s.chain.contracts.rewardDistributor,
+          abi: rewardDistributorAbi,
+          functionName: 'claim',
+          args: [BigInt(record.epoch), w.address, cumulativeAmount, record.proof],
+        })
+        return walletClient.writeContract(request)
+      },
+      (hash) => status('claim-status', 'Claim sent, waiting for it to be mined:', 'info', hash),
+    )
+    status('claim-status', `Claimed ${formatToken(amount, s.chain.token)}:`, 'good', receipt.transactionHash)
+    log(`Claimed ${formatToken(amount, s.chain.token)} (epoch ${record.epoch}) in ${receipt.transactionHash}`, 'good')
+  } catch (error) {
+    status('claim-status', explainError(error, context), 'bad')
+  } finally {
+    setBusy(false)
+    void refresh().catch(() => {})
+  }
+}
+
+function stakeAmount(decimals: number): bigint {
+  const text = $<HTMLInputElement>('stake-amount').value.trim()
+  let amount: bigint
+  const symbol = settlement?.chain.token.symbol ?? 'tokens'
+  const match = /^(\d*)(?:\.(\d*))?$/.exec(text)
+  if (!match || text === '' || text === '.') throw new Error(`Enter an amount of ${symbol}, like 10 or 2.5.`)
+  // parseUnits would round digits past the token's decimals; an amount is meant exactly or not at all.
+  if ((match[2] ?? '').length > decimals) throw new Error(`${symbol} has ${decimals} decimals: the amount has more.`)
+  try {
+    amount = parseUnits(text, decimals)
+  } catch {
+    throw new Error(`Enter an amount of ${symbol}, like 10 or 2.5.`)
+  }
+  if (amount <= 0n) throw new Error('The amount must be more than zero.')
+  return amount
+}
+
+type StakeAction = 'stake' | 'unstake' | 'withdraw'
+
+async function stakeAction(action: StakeAction) {
+  const w = wallet
+  const s = settlement
+  if (!w?.walletClient || !s || busy) return
+  const walletClient: ChainWalletClient = w.walletClient
+  const { publicClient } = s.reader
+  const { stakeManager, token: tokenAddress } = s.chain.contracts
+  const fmt = (x: bigint) => formatToken(x, s.chain.token)
+  setBusy(true)
+  const sent = (what: string) => (hash: Hex) => status('stake-status', `${what} sent, waiting for it to be mined:`, 'info', hash)
+  try {
+    let receipt
+    if (action === 'stake') {
+      const amount = stakeAmount(s.chain.token.decimals)
+      if ((await s.reader.allowance(w.address, stakeManager)) < amount) {
+        status('stake-status', `Approving ${fmt(amount)} for the stake manager: confirm in the wallet…`)
+        await transact(
+          publicClient,
+          async () => {
+            const { request } = await publicClient.simulateContract({
+              account: walletClient.account,
+              address: tokenAddress,
+              abi: tabTokenAbi,
+              functionName: 'approve',
+              args: [stakeManager, amount],
+            })
+            return walletClient.writeContract(request)
+          },
+          sent('Approval'),
+        )
+      }
+      status('stake-status', `Staking ${fmt(amount)}: confirm in the wallet…`)
+      receipt = await transact(
+        publicClient,
+        async () => {
+          const { request } = await publicClient.simulateContract({ account: walletClient.account, address: stakeManager, abi: stakeManagerAbi, functionName: 'stake', args: [amount] })
+          return walletClient.writeContract(request)
+        },
+        sent('Stake'),
+      )
+      status('stake-status', `Staked ${fmt(amount)}:`, 'good', receipt.transactionHash)
+    } else if (action === 'unstake') {
+      const amount = stakeAmount(s.chain.token.decimals)
+      status('stake-status', `Requesting to unstake ${fmt(amount)}: confirm in the wallet…`)
+      receipt = await transact(
+        publicClient,
+        async () => {
+          const { request } = await publicClient.simulateContract({ account: walletClient.account, address: stakeManager, abi: stakeManagerAbi, functionName: 'requestUnstake', args: [amount] })
+          return walletClient.writeContract(request)
+        },
+        sent('Unstake request'),
+      )
+      status('stake-status', `Unstake of ${fmt(amount)} requested; it can be withdrawn after ${s.chain.unstakeDelaySeconds} s:`, 'good', receipt.transactionHash)
+    } else {
+      status('stake-status', 'Withdrawing unlocked stake: confirm in the wallet…')
+      receipt = await transact(
+        publicClient,
+        async () => {
+          const { request } = await publicClient.simulateContract({ account: walletClient.account, address: stakeManager, abi: stakeManagerAbi, functionName: 'withdraw' })
+          return walletClient.writeContract(request)
+        },
+        sent('Withdrawal'),
+      )
+      status('stake-status', 'Withdrawn:', 'good', receipt.transactionHash)
+    }
+    log(`${action === 'stake' ? 'Staked' : action === 'unstake' ? 'Unstake requested' : 'Withdrew stake'} in ${receipt.transactionHash}`, 'good')
+  } catch (error) {
+    status('stake-status', explainError(error, { token: s.chain.token, chainTime: chainTime() }), 'bad')
+  } finally {
+    setBusy(false)
+    void refresh().catch(() => {})
+  }
+}
+
+async function faucet(automatic: boolean) {
+  const w = wallet
+  if (!w || busy) return
+  setBusy(true)
+  status('faucet-status', automatic ? 'This burner has no gas: asking the local faucet for test tokens and gas…' : 'Asking the local faucet…')
+  try {
+    const result = await client.faucet(w.address)
+    const what = `${formatToken(BigInt(result.ether), ETHER)} and ${formatToken(BigInt(result.tokens), token())}`
+    if (result.txHashes.length === 0) status('faucet-status', `Already topped up (${what}).`, 'good')
+    else status('faucet-status', `Sent ${what}:`, 'good', result.txHashes.at(-1))
+    log(`Faucet: ${what} to ${w.address}`, 'good')
+  } catch (error) {
+    status('faucet-status', `Faucet failed: ${explainError(error, { token: token(), chainTime: null })}`, 'bad')
+  } finally {
+    setBusy(false)
+    void refresh().catch(() => {})
+  }
+}
+
+function setupSettlement(chain: ChainInfo | null) {
+  if (!chain) {
+    $('rewards-off').hidden = false
+    $('wallet-note').textContent = 'Claims are signed by the burner kept in this browser. Rewards are off on this coordinator, so browser wallets and WalletConnect are not offered.'
+    return
+  }
+  settlement = { chain, reader: createChainReader(chain) }
+  $('rewards-card').hidden = false
+  $('stake-card').hidden = false
+  $('faucet-row').hidden = !chain.faucet
+  $('stake-symbol').textContent = chain.token.symbol
+  $('claim').addEventListener('click', () => void claim())
+  $('stake').addEventListener('click', () => void stakeAction('stake'))
+  $('unstake').addEventListener('click', () => void stakeAction('unstake'))
+  $('withdraw').addEventListener('click', () => void stakeAction('withdraw'))
+  $('faucet').addEventListener('click', () => void faucet(false))
+}
+
+/** Retries the first read until it works: the page is ready only once the cards show real numbers. */
+async function firstRead(): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await refresh()
+      return
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 500 * 2 ** attempt)))
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+
 async function main() {
   const worker = new Worker(new URL('../src/worker/worker.ts', import.meta.url), { type: 'module', name: 'tabtrain-training' })
   const remote = Comlink.wrap<TrainingWorkerApi>(worker)
-  const [device, account, jobs] = await Promise.all([remote.init(client.baseUrl), loadBurnerAccount(), client.listJobs()])
+  const [device, info, jobs] = await Promise.all([remote.init(client.baseUrl), client.info(), client.listJobs()])
 
   $('backend').textContent = device.backend === 'webgpu' ? 'WebGPU' : device.backend
   $('adapter').textContent =
@@ -92,31 +606,43 @@ async function main() {
       ? `Adapter: ${device.vendor} / ${device.architecture}${device.isFallbackAdapter ? ' (software fallback adapter)' : ''}${device.description ? ` · ${device.description}` : ''}`
       : `No WebGPU: ${device.fallbackReason ?? 'unknown reason'}. Training on ${device.backend}.`
   $('device-class').textContent = device.deviceClass
-  $('address').textContent = account.address
 
+  setupSettlement(info.chain)
+  const restored = await restoreWallet(info.chain)
+  if (restored.fallback) walletStatus(restored.fallback, 'bad')
+  discoverInjectedWallets(() => renderWalletOptions())
   const requested = new URLSearchParams(location.search).get('job')
-  const job = jobs.find((j) => j.id === requested) ?? jobs.find((j) => j.status === 'active') ?? jobs[0]
+  const job: JobSummary | undefined = jobs.find((j) => j.id === requested) ?? jobs.find((j) => j.status === 'active') ?? jobs[0]
+  if (job) {
+    makeScheduler = (w) => new Scheduler({
+      client,
+      executor: { runUnit: (spec, unit) => remote.runUnit(spec, unit) },
+      signer: w.signer,
+      deviceClass: device.deviceClass,
+      jobId: job.id as Hash,
+      onEvent,
+    })
+  }
+  await adopt(restored.wallet).catch(() => {})
+  setInterval(() => void refresh().catch(() => {}), REFRESH_MS)
+  if (settlement) await firstRead()
+
   if (!job) {
     log('The coordinator has no jobs.', 'bad')
     return
   }
-  $('job-name').innerHTML = `Job: <a href="./job.html?id=${job.id}">${job.name}</a>`
-  const scheduler = new Scheduler({
-    client,
-    executor: { runUnit: (spec, unit) => remote.runUnit(spec, unit) },
-    signer: account,
-    deviceClass: device.deviceClass,
-    jobId: job.id as Hash,
-    onEvent,
-  })
+  const jobLink = document.createElement('a')
+  jobLink.href = `./job.html?id=${job.id}`
+  jobLink.textContent = job.name
+  $('job-name').replaceChildren('Job: ', jobLink, job.payment ? ` · ${formatToken(BigInt(job.payment.pricePerUnit), info.chain?.token ?? null)} per unit` : ' · volunteer (no payment)')
   let shownRound = -1
   watchProgress(client, job.id, (progress) => {
     showProgress(progress)
-    if (progress.round !== shownRound) scheduler.nudge()
+    if (progress.round !== shownRound) scheduler?.nudge()
     shownRound = progress.round
   })
-  $('start').addEventListener('click', () => scheduler.start())
-  $('stop').addEventListener('click', () => void scheduler.stop())
+  $('start').addEventListener('click', () => scheduler?.start())
+  $('stop').addEventListener('click', () => void scheduler?.stop())
   $<HTMLButtonElement>('start').disabled = job.status !== 'active'
   if (job.status !== 'active') log('This job has finished.', 'good')
   document.body.dataset.ready = 'true'

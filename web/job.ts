@@ -1,5 +1,7 @@
 import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
-import type { JobDetail, JobProgress } from '../src/protocol/index.ts'
+import type { ChainInfo, CoordinatorInfo, EpochRecord, JobDetail, JobPayment, JobProgress } from '../src/protocol/index.ts'
+import { formatToken, formatWhen, showAmount, type TokenFormat } from './lib/amounts.ts'
+import { latestBlockTime } from './lib/chainTime.ts'
 import { createProgressChart } from './lib/progressChart.ts'
 import { coordinatorUrlFromPage, shortHash, watchProgress } from './lib/liveProgress.ts'
 
@@ -55,14 +57,146 @@ function showProgress(p: JobProgress) {
   )
 }
 
+const PAYMENT_STATUS: Record<JobPayment['status'], { text: string; kind: string }> = {
+  awaiting_deposit: { text: 'awaiting deposit', kind: 'bad' },
+  funded: { text: 'funded', kind: 'good' },
+  closed: { text: 'closed', kind: 'muted' },
+}
+
+function cell(text: string): HTMLTableCellElement {
+  const td = document.createElement('td')
+  td.textContent = text
+  return td
+}
+
+function txCell(hash: string): HTMLTableCellElement {
+  const td = cell(hash)
+  td.className = 'tx'
+  return td
+}
+
+function showEscrow(payment: JobPayment | null, token: TokenFormat | null) {
+  const badge = $('escrow-status')
+  $('escrow-volunteer').hidden = payment !== null
+  $('escrow-details').hidden = payment === null
+  if (!payment) {
+    badge.textContent = 'volunteer'
+    badge.className = 'badge muted'
+    badge.dataset.status = 'volunteer'
+    return
+  }
+  const status = PAYMENT_STATUS[payment.status]
+  badge.textContent = status.text
+  badge.className = `badge ${status.kind}`
+  badge.dataset.status = payment.status
+  showAmount($('escrow-price'), payment.pricePerUnit, token)
+  showAmount($('escrow-budget'), payment.budget, token)
+  showAmount($('escrow-deposited'), payment.deposited, token)
+  showAmount($('escrow-earned'), payment.earned, token)
+  showAmount($('escrow-charged'), payment.charged, token)
+  showAmount($('escrow-remaining'), payment.remaining, token)
+  $('escrow-requester').textContent = payment.requester ?? 'not deposited yet'
+  const rows = payment.deposits.map((deposit) => {
+    const row = cells(['Deposit', formatToken(BigInt(deposit.amount), token), deposit.blockNumber])
+    row.append(txCell(deposit.txHash))
+    row.dataset.txHash = deposit.txHash
+    row.dataset.kind = 'deposit'
+    return row
+  })
+  if (payment.closeTxHash) {
+    const row = cells(['Close', '', ''])
+    row.append(txCell(payment.closeTxHash))
+    row.dataset.txHash = payment.closeTxHash
+    row.dataset.kind = 'close'
+    rows.push(row)
+  }
+  if (rows.length === 0) rows.push(cells(['No deposit seen on chain yet.', '', '', '']))
+  $('escrow-txs').querySelector('tbody')!.replaceChildren(...rows)
+}
+
+function epochStatus(epoch: EpochRecord, chainTime: number | null): string {
+  if (epoch.status !== 'posted') return epoch.status === 'built' ? 'built, not sent' : 'sent, not mined'
+  if (epoch.claimableAt === null || chainTime === null) return 'posted'
+  return epoch.claimableAt <= chainTime ? 'claimable' : 'in challenge window'
+}
+
+function showEpochs(epochs: EpochRecord[], token: TokenFormat | null, chainTime: number | null) {
+  const body = $('epochs').querySelector('tbody')!
+  if (epochs.length === 0) {
+    body.replaceChildren(cells(['No epoch posted yet.', '', '', '', '', '', '']))
+    return
+  }
+  const now = chainTime ?? Date.now() / 1000
+  body.replaceChildren(
+    ...epochs.map((epoch) => {
+      const row = document.createElement('tr')
+      const root = cell(shortHash(epoch.root, 14))
+      root.className = 'mono'
+      root.title = epoch.root
+      const total = cell(formatToken(BigInt(epoch.totalCumulative), token))
+      total.dataset.amount = epoch.totalCumulative
+      row.append(
+        cell(String(epoch.epoch)),
+        root,
+        cell(String(epoch.accounts)),
+        total,
+        cell(epochStatus(epoch, chainTime)),
+        epoch.txHash ? txCell(epoch.txHash) : cell('–'),
+        cell(epoch.claimableAt === null ? '–' : formatWhen(epoch.claimableAt, now)),
+      )
+      row.dataset.epoch = String(epoch.epoch)
+      row.dataset.status = epoch.status
+      return row
+    }),
+  )
+}
+
+/** Escrow and epochs come from the coordinator's database and the chain, so they are read, not pushed. */
+function watchSettlement(id: string, chain: ChainInfo | null): () => void {
+  const token = chain?.token ?? null
+  let running: Promise<void> | null = null
+  let last = 0
+  const read = () => {
+    if (running) return
+    last = Date.now()
+    running = (async () => {
+      const [job, epochs, chainTime] = await Promise.all([
+        client.job(id),
+        chain ? client.epochs() : Promise.resolve(null),
+        chain ? latestBlockTime(chain.rpcUrl) : Promise.resolve(null),
+      ])
+      showEscrow(job.payment, token)
+      if (epochs) showEpochs(epochs, token, chainTime)
+    })()
+      .catch(() => {})
+      .finally(() => {
+        running = null
+      })
+  }
+  read()
+  setInterval(read, 5000)
+  // Progress arrives with every accepted unit: at most one extra read a second keeps earned and remaining in step.
+  return () => {
+    if (Date.now() - last > 1000) read()
+  }
+}
+
 async function main() {
   const id = new URLSearchParams(location.search).get('id') ?? (await client.listJobs())[0]?.id
   if (!id) {
     $('job-name').textContent = 'No jobs yet'
     return
   }
-  showSetup(await client.job(id))
-  watchProgress(client, id, showProgress)
+  const [job, info] = await Promise.all([client.job(id), client.info().catch((): CoordinatorInfo | null => null)])
+  showSetup(job)
+  const chain = info?.chain ?? null
+  showEscrow(job.payment, chain?.token ?? null)
+  if (!chain) $('epochs').querySelector('tbody')!.replaceChildren(cells(['Rewards are off: this coordinator runs without a chain.', '', '', '', '', '', '']))
+  const onProgress = watchSettlement(id, chain)
+  watchProgress(client, id, (progress) => {
+    showProgress(progress)
+    onProgress()
+  })
 }
 
 main().catch((error: Error) => {

@@ -160,8 +160,10 @@ function signerFor(walletClient: ChainWalletClient): TypedDataSigner {
 }
 
 /** Puts the wallet on the coordinator's chain, adding the chain first when the wallet does not know it. */
-async function ensureChain(walletClient: ChainWalletClient, chain: ChainInfo): Promise<void> {
-  if ((await walletClient.getChainId()) === chain.chainId) return
+async function ensureChain(walletClient: ChainWalletClient, chain: ChainInfo, interactive: boolean): Promise<void> {
+  const current = await walletClient.getChainId()
+  if (current === chain.chainId) return
+  if (!interactive) throw new WalletChainError(`The wallet is on chain ${current}, not ${chain.chainId}; choose it again to switch.`)
   try {
     await walletClient.switchChain({ id: chain.chainId })
   } catch (error) {
@@ -196,23 +198,26 @@ function subscriber(provider: EIP1193Provider) {
   }
 }
 
+/**
+ * `askAccounts` and `switchChain` open wallet windows; both are off when restoring on page load, since a
+ * page must not pop a window the person did not ask for.
+ */
 async function fromProvider(
   provider: EIP1193Provider,
   choice: WalletChoice,
   chain: ChainInfo,
-  interactive: boolean,
+  { askAccounts, switchChain }: { askAccounts: boolean; switchChain: boolean },
 ): Promise<Omit<ConnectedWallet, keyof WalletChoice | 'disconnect'>> {
   let accounts: readonly string[]
   try {
-    // Silent on restore: a page load must not pop a wallet window the person did not ask for.
-    accounts = (await provider.request({ method: interactive ? 'eth_requestAccounts' : 'eth_accounts' })) as string[]
+    accounts = (await provider.request({ method: askAccounts ? 'eth_requestAccounts' : 'eth_accounts' })) as string[]
   } catch (error) {
     throw walletFailure(error, `connecting ${choice.name}`)
   }
   const first = accounts[0]
-  if (!first) throw new WalletNoAccountError(`${choice.name} gave no account${interactive ? '' : ' without asking'}; choose it again to connect.`)
+  if (!first) throw new WalletNoAccountError(`${choice.name} gave no account${askAccounts ? '' : ' without asking'}; choose it again to connect.`)
   const walletClient = createWalletClient({ account: getAddress(first), chain: viemChain(chain), transport: custom(provider) })
-  await ensureChain(walletClient, chain)
+  await ensureChain(walletClient, chain, switchChain)
   return { address: walletClient.account.address, signer: signerFor(walletClient), walletClient, subscribe: subscriber(provider) }
 }
 
@@ -220,7 +225,8 @@ export async function connectInjected(detail: EIP6963ProviderDetail, chain: Chai
   const choice = injectedChoice(detail)
   // A browser wallet signs claims under the claim domain's chain id, which it only accepts while on that chain.
   if (!chain) throw new NoChainError('The coordinator runs without a chain: only the burner wallet can be used.')
-  return { ...choice, ...(await fromProvider(detail.provider, choice, chain, options.interactive ?? true)) }
+  const interactive = options.interactive ?? true
+  return { ...choice, ...(await fromProvider(detail.provider, choice, chain, { askAccounts: interactive, switchChain: interactive })) }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -321,7 +327,7 @@ export async function connectWalletConnect(chain: ChainInfo | null, options: Wal
   }
 
   const choice = WALLETCONNECT_CHOICE
-  const wallet = await fromProvider(provider as unknown as EIP1193Provider, choice, chain, false).catch((error: unknown) => {
+  const wallet = await fromProvider(provider as unknown as EIP1193Provider, choice, chain, { askAccounts: false, switchChain: !restoreOnly }).catch((error: unknown) => {
     void provider.disconnect().catch(() => {})
     throw error
   })
@@ -387,18 +393,19 @@ function waitForInjected(rdns: string, ms: number): Promise<EIP6963ProviderDetai
  * Reconnects the wallet chosen on an earlier visit without asking anything of the person; on any
  * failure the burner takes over and `fallback` says why.
  */
-export async function restoreWallet(chain: ChainInfo | null): Promise<{ wallet: ConnectedWallet; fallback: string | null }> {
+export async function restoreWallet(chain: ChainInfo | null, timeoutMs = 15_000): Promise<{ wallet: ConnectedWallet; fallback: string | null }> {
   const saved = rememberedChoice()
   if (saved.kind === 'burner') return { wallet: await connectBurner(chain), fallback: null }
   try {
-    let wallet: ConnectedWallet
-    if (saved.kind === 'injected') {
-      const detail = await waitForInjected(saved.id, ANNOUNCE_WAIT_MS)
-      if (!detail) throw new WalletNotFoundError(`The browser wallet ${saved.id} is not available on this visit.`)
-      wallet = await connectInjected(detail, chain, { interactive: false })
-    } else {
-      wallet = await connectWalletConnect(chain, { restoreOnly: true, relayTimeoutMs: 10_000 })
+    const restoring = async () => {
+      if (saved.kind === 'injected') {
+        const detail = await waitForInjected(saved.id, ANNOUNCE_WAIT_MS)
+        if (!detail) throw new WalletNotFoundError(`The browser wallet ${saved.id} is not available on this visit.`)
+        return connectInjected(detail, chain, { interactive: false })
+      }
+      return connectWalletConnect(chain, { restoreOnly: true, relayTimeoutMs: Math.min(10_000, timeoutMs) })
     }
+    const wallet = await deadline(restoring(), timeoutMs, () => new WalletError(`The wallet chosen on an earlier visit did not answer within ${timeoutMs / 1000} s.`))
     return { wallet, fallback: null }
   } catch (error) {
     return { wallet: await connectBurner(chain), fallback: `${describe(error)} Using the burner wallet.` }
