@@ -3,6 +3,7 @@
  * chain, the contract tests and the gas benchmark.
  */
 import {
+  BaseError,
   getContract,
   getContractAddress,
   keccak256,
@@ -92,8 +93,19 @@ export class DeploymentError extends Error {
   constructor(
     message: string,
     readonly transactionHash?: Hash,
+    options?: { cause?: unknown },
   ) {
-    super(transactionHash ? `${message} (transaction ${transactionHash})` : message)
+    super(transactionHash ? `${message} (transaction ${transactionHash})` : message, options)
+  }
+}
+
+/** Sends one transaction; a failure before it is mined (gas estimation reverts, RPC errors) is a DeploymentError too. */
+async function sendStep(what: string, send: () => Promise<Hash>): Promise<Hash> {
+  try {
+    return await send()
+  } catch (cause) {
+    const detail = cause instanceof BaseError ? cause.shortMessage : cause instanceof Error ? cause.message : String(cause)
+    throw new DeploymentError(`${what} failed: ${detail}`, undefined, { cause })
   }
 }
 
@@ -158,7 +170,7 @@ export async function deployTabTrain(options: DeployOptions): Promise<Deployment
 
   const deploys: { name: string; hash: Hash; address: Address }[] = []
   const deploy = async (name: keyof ContractAddresses, send: (nonce: number) => Promise<Hash>) => {
-    const hash = await send(nonce)
+    const hash = await sendStep(`deploying ${name}`, () => send(nonce))
     deploys.push({ name, hash, address: contracts[name] })
     nonce += 1
   }
@@ -236,15 +248,20 @@ export async function deployTabTrain(options: DeployOptions): Promise<Deployment
   const sent: { what: string; hash: Hash }[] = []
   for (const g of grants) {
     // All four ABIs share AccessControl's grantRole; the union type only confuses overload resolution.
-    const hash = await walletClient.writeContract({ address: g.address, abi: g.abi as typeof jobEscrowAbi, functionName: 'grantRole', args: [g.role, g.to], nonce, ...fees })
+    const hash = await sendStep(g.what, () =>
+      walletClient.writeContract({ address: g.address, abi: g.abi as typeof jobEscrowAbi, functionName: 'grantRole', args: [g.role, g.to], nonce, ...fees }),
+    )
     sent.push({ what: g.what, hash })
     nonce += 1
   }
   if (handOver) {
     // Renounce last, after the grants above are sent: the admin handover must not leave a contract adminless.
     for (const c of [contracts.stakeManager, contracts.jobEscrow, contracts.rewardDistributor, contracts.disputeResolver]) {
-      const hash = await walletClient.writeContract({ address: c, abi: jobEscrowAbi, functionName: 'renounceRole', args: [ROLES.DEFAULT_ADMIN_ROLE, deployer], nonce, ...fees })
-      sent.push({ what: `renounce deployer's admin role on ${c}`, hash })
+      const what = `renounce deployer's admin role on ${c}`
+      const hash = await sendStep(what, () =>
+        walletClient.writeContract({ address: c, abi: jobEscrowAbi, functionName: 'renounceRole', args: [ROLES.DEFAULT_ADMIN_ROLE, deployer], nonce, ...fees }),
+      )
+      sent.push({ what, hash })
       nonce += 1
     }
   }
