@@ -11,6 +11,7 @@ import {
   examplesPerUnit,
   hashTensorList,
   jobSpecHash,
+  parseJobSpec,
   sha256Hex,
   signWorkClaim,
   type Hash,
@@ -162,7 +163,7 @@ for (const engine of TEST_ENGINES) {
         expect(job.checkpoint).toBe(ctx.spec.model.initialWeights)
         expect(jobSpecHash(job.spec)).toBe(ctx.jobId)
         expect((await ctx.jobs.listJobs()).filter((j) => j.id === ctx.jobId)).toEqual([
-          { id: ctx.jobId, name: ctx.spec.name, status: 'active', round: 0, rounds: 3, checkpoint: job.checkpoint, createdAt: T0 },
+          { id: ctx.jobId, name: ctx.spec.name, status: 'active', round: 0, rounds: 3, checkpoint: job.checkpoint, createdAt: T0, payment: null },
         ])
         const progress = await ctx.jobs.progress(ctx.jobId)
         expect(progress).toMatchObject({
@@ -272,6 +273,17 @@ for (const engine of TEST_ENGINES) {
         // Past unit 0's old expiry, the hint does not collapse to the minimum either.
         ctx.clock.t = T0 + 12_000
         expect(await ctx.jobs.lease(ctx.jobId, carol.address)).toMatchObject({ status: 'wait', retryAfterMs: Math.min(cap, 2000) })
+      })
+
+      it('holds back every unit of a paid job when no chain can fund it, and says why', async () => {
+        const jobs = new JobService({ db, blobs, domain: TEST_DOMAIN, now: () => T0 })
+        const spec = parseJobSpec({ ...jobVariant(base.spec, `${engine.name} paid job ${++jobCounter}`), payment: { pricePerUnit: '5', budget: '30' } })
+        const jobId = await jobs.createJob(spec, base.blobs)
+        const response = await jobs.lease(jobId, alice.address)
+        expect(response).toMatchObject({ status: 'wait', reason: expect.stringMatching(/without a chain/) })
+        expect((await jobs.progress(jobId)).acceptedUnits).toBe(0)
+        const units = await db.query(`SELECT 1 FROM units WHERE job_id = $1 AND status <> 'open'`, [jobId])
+        expect(units).toHaveLength(0)
       })
 
       it('refuses a malformed contributor address and an unknown job', async () => {
