@@ -7,7 +7,7 @@ import { TEST_ENGINES, noteSkippedEngines, type RunningEngine } from './testing/
 
 noteSkippedEngines('coordinator/db.test.ts')
 
-const TABLES = ['jobs', 'leases', 'rounds', 'schema_migrations', 'units']
+const TABLES = ['chain_cursor', 'epochs', 'escrow_deposits', 'faucet_grants', 'job_funding', 'jobs', 'leases', 'rounds', 'schema_migrations', 'units']
 
 async function tablesOf(db: Database): Promise<string[]> {
   const rows = await db.query<{ table_name: string }>(
@@ -54,7 +54,7 @@ for (const engine of TEST_ENGINES) {
       await migrate(db)
       expect(await tablesOf(db)).toEqual(TABLES)
       const versions = await db.query<{ version: number }>(`SELECT version FROM schema_migrations ORDER BY version`)
-      expect(versions.map((v) => Number(v.version))).toEqual([1])
+      expect(versions.map((v) => Number(v.version))).toEqual([1, 2])
       const columns = await db.query<{ column_name: string }>(
         `SELECT column_name FROM information_schema.columns WHERE table_name = 'units' ORDER BY ordinal_position`,
       )
@@ -194,7 +194,7 @@ describe('PGlite persisted to a folder', () => {
       await migrate(second)
       expect(await second.query(`SELECT id FROM jobs`)).toEqual([{ id: 'job-p' }])
       const versions = await second.query<{ version: number }>(`SELECT version FROM schema_migrations`)
-      expect(versions.map((v) => Number(v.version))).toEqual([1])
+      expect(versions.map((v) => Number(v.version))).toEqual([1, 2])
     } finally {
       await second.close()
     }
