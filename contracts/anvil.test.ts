@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createPublicClient, createWalletClient, http, parseEther } from 'viem'
 import { afterAll, describe, expect, it } from 'vitest'
-import { anvilAccount, anvilBinaryPath, anvilChain, startAnvil, ANVIL_MNEMONIC, type AnvilInstance } from './anvil.ts'
+import { anvilAccount, anvilBinaryPath, anvilChain, AnvilStartError, startAnvil, ANVIL_MNEMONIC, type AnvilInstance } from './anvil.ts'
 
 const started: AnvilInstance[] = []
 afterAll(async () => {
@@ -32,6 +32,13 @@ describe('startAnvil', () => {
     await a.stop() // idempotent
     expect(a.process.exitCode !== null || a.process.signalCode !== null).toBe(true)
     await expect(createPublicClient({ transport: http(a.rpcUrl, { retryCount: 0 }) }).getChainId()).rejects.toThrow()
+  })
+
+  it("fails with anvil's own message when it cannot start", async () => {
+    const anvil = await start()
+    const error = await startAnvil({ port: anvil.port }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(AnvilStartError)
+    expect((error as AnvilStartError).output).toMatch(/Address already in use/)
   })
 
   it('funds the accounts of ANVIL_MNEMONIC', async () => {

@@ -124,6 +124,8 @@ export async function startAnvil(options: AnvilOptions = {}): Promise<AnvilInsta
   const keep = (chunk: Buffer) => {
     output = (output + chunk.toString('utf8')).slice(-OUTPUT_LIMIT)
   }
+  child.stdout.on('data', keep)
+  child.stderr.on('data', keep)
   let exited: { code: number | null; signal: NodeJS.Signals | null } | null = null
   const exitPromise = new Promise<void>((resolve) => {
     child.once('exit', (code, signal) => {
@@ -162,8 +164,6 @@ export async function startAnvil(options: AnvilOptions = {}): Promise<AnvilInsta
     await exitPromise
     throw error
   })
-  child.stdout.on('data', keep)
-  child.stderr.on('data', keep)
 
   const rpcHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '[::1]' : host.includes(':') ? `[${host}]` : host
   const rpcUrl = `http://${rpcHost}:${port}`
