@@ -144,6 +144,15 @@ describe('JobEscrow close and refund', () => {
     expect(log?.args).toEqual({ specHash: JOB, requester: t.accounts.requester.address, amount: 900n })
   })
 
+  it('treats a deadline near 2^64 as refundable only after close, without overflowing', async () => {
+    const max = 2n ** 64n - 1n
+    await deposit('requester', OTHER_JOB, 10n, max)
+    expect(await expectRevert(t.as('requester').jobEscrow.write.refund([OTHER_JOB]), 'RefundNotYetAllowed')).toEqual([max])
+    await t.mined(t.as('coordinator').jobEscrow.write.close([OTHER_JOB]))
+    await t.mined(t.as('requester').jobEscrow.write.refund([OTHER_JOB]))
+    expect(await t.balanceOf(t.accounts.requester.address)).toBe(10n)
+  })
+
   it('still charges a closed job until it is refunded (a final epoch posted after close)', async () => {
     await t.mined(t.as('coordinator').jobEscrow.write.close([JOB]))
     await t.mined(postCharges([{ specHash: JOB, amount: 1_000n }]))

@@ -107,8 +107,11 @@ contract JobEscrow is AccessControl, ReentrancyGuard {
         if (msg.sender != job.requester) revert NotRequester(job.requester);
         if (job.refunded) revert AlreadyRefunded(specHash);
         if (!job.closed) {
-            uint64 allowedAt = job.deadline + settlementPeriod;
-            if (block.timestamp < allowedAt) revert RefundNotYetAllowed(allowedAt);
+            // Summed in 256 bits: a deadline near 2^64 must mean "only after close", not an overflow panic.
+            uint256 allowedAt = uint256(job.deadline) + settlementPeriod;
+            if (block.timestamp < allowedAt) {
+                revert RefundNotYetAllowed(allowedAt > type(uint64).max ? type(uint64).max : uint64(allowedAt));
+            }
         }
         uint256 amount = job.deposited - job.charged;
         job.refunded = true;
