@@ -167,7 +167,7 @@ function iconOf(choice: WalletChoice): HTMLElement {
     img.alt = ''
     box.append(img)
   } else {
-    box.textContent = choice.kind === 'burner' ? '🔥' : choice.name.slice(0, 1)
+    box.textContent = choice.name.slice(0, 1)
   }
   return box
 }
@@ -351,6 +351,12 @@ function refresh(): Promise<void> {
 
 let readFailures = 0
 
+/** `nextEpochAt` has no fixed unit in the API; the coordinator has sent milliseconds. Seconds are below 1e11 until the year 5138. */
+function epochSeconds(at: number | null): number | null {
+  if (at === null) return null
+  return at > 1e11 ? Math.round(at / 1000) : at
+}
+
 async function readOnce() {
   const w = wallet
   const s = settlement
@@ -376,7 +382,10 @@ async function readOnce() {
   if (w !== wallet) return
   if (readFailures >= 2 && !busy) status('claim-status', '')
   readFailures = 0
-  const [view, claimed, tokenBalance, ethBalance, stake, frozenAt, now] = values
+  const [view, claimed, tokenBalance, ethBalance, stake, frozenAt, blockTime] = values
+  // An idle local chain mines no blocks, so its latest timestamp lags; the next block will carry at least
+  // the wall clock's time. A chain moved ahead of the wall clock (tests do) keeps its own time.
+  const now = Math.max(blockTime, Math.floor(Date.now() / 1000))
   lastRewards = { address: w.address, view, claimed, chainTime: now, frozenAt }
   const latest = view.latest ? BigInt(view.latest.cumulativeAmount) : 0n
   const claimableCumulative = view.claimable ? BigInt(view.claimable.cumulativeAmount) : 0n
@@ -395,7 +404,8 @@ async function readOnce() {
   const notes: string[] = []
   const unposted = max0(BigInt(view.earned) - latest)
   if (unposted > 0n) {
-    notes.push(`${formatToken(unposted, chain.token)} earned is not in a posted reward root yet${view.nextEpochAt ? `; the next epoch is due ${formatWhen(view.nextEpochAt, now)}` : ''}.`)
+    const next = epochSeconds(view.nextEpochAt)
+    notes.push(`${formatToken(unposted, chain.token)} earned is not in a posted reward root yet${next ? `; the next epoch is due ${formatWhen(next, now)}` : ''}.`)
   }
   if (frozenAt > 0) notes.push(`Rewards of this address in roots claimable after ${formatWhen(frozenAt, now)} are frozen by a dispute verdict.`)
   $('rewards-note').textContent = notes.join(' ')
@@ -441,6 +451,7 @@ async function claim() {
       },
       (hash) => status('claim-status', 'Claim sent, waiting for it to be mined:', 'info', hash),
     )
+    await reread()
     status('claim-status', `Claimed ${formatToken(amount, s.chain.token)}:`, 'good', receipt.transactionHash)
     log(`Claimed ${formatToken(amount, s.chain.token)} (epoch ${record.epoch}) in ${receipt.transactionHash}`, 'good')
   } catch (error) {
@@ -510,6 +521,7 @@ async function stakeAction(action: StakeAction) {
         },
         sent('Stake'),
       )
+      await reread()
       status('stake-status', `Staked ${fmt(amount)}:`, 'good', receipt.transactionHash)
     } else if (action === 'unstake') {
       const amount = stakeAmount(s.chain.token.decimals)
@@ -522,6 +534,7 @@ async function stakeAction(action: StakeAction) {
         },
         sent('Unstake request'),
       )
+      await reread()
       status('stake-status', `Unstake of ${fmt(amount)} requested; it can be withdrawn after ${s.chain.unstakeDelaySeconds} s:`, 'good', receipt.transactionHash)
     } else {
       status('stake-status', 'Withdrawing unlocked stake: confirm in the wallet…')
@@ -533,6 +546,7 @@ async function stakeAction(action: StakeAction) {
         },
         sent('Withdrawal'),
       )
+      await reread()
       status('stake-status', 'Withdrawn:', 'good', receipt.transactionHash)
     }
     log(`${action === 'stake' ? 'Staked' : action === 'unstake' ? 'Unstake requested' : 'Withdrew stake'} in ${receipt.transactionHash}`, 'good')
@@ -552,6 +566,7 @@ async function faucet(automatic: boolean) {
   try {
     const result = await client.faucet(w.address)
     const what = `${formatToken(BigInt(result.ether), ETHER)} and ${formatToken(BigInt(result.tokens), token())}`
+    await reread()
     if (result.txHashes.length === 0) status('faucet-status', `Already topped up (${what}).`, 'good')
     else status('faucet-status', `Sent ${what}:`, 'good', result.txHashes.at(-1))
     log(`Faucet: ${what} to ${w.address}`, 'good')
@@ -580,6 +595,9 @@ function setupSettlement(chain: ChainInfo | null) {
   $('withdraw').addEventListener('click', () => void stakeAction('withdraw'))
   $('faucet').addEventListener('click', () => void faucet(false))
 }
+
+/** After a transaction: the cards show the new balances before the status line says it is done. */
+const reread = () => refresh().catch(() => {})
 
 /** Retries the first read until it works: the page is ready only once the cards show real numbers. */
 async function firstRead(): Promise<void> {

@@ -1,7 +1,7 @@
 import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
 import type { ChainInfo, CoordinatorInfo, EpochRecord, JobDetail, JobPayment, JobProgress } from '../src/protocol/index.ts'
 import { formatToken, formatWhen, showAmount, type TokenFormat } from './lib/amounts.ts'
-import { latestBlockTime } from './lib/chainTime.ts'
+import { chainNow } from './lib/chainTime.ts'
 import { createProgressChart } from './lib/progressChart.ts'
 import { coordinatorUrlFromPage, shortHash, watchProgress } from './lib/liveProgress.ts'
 
@@ -69,9 +69,12 @@ function cell(text: string): HTMLTableCellElement {
   return td
 }
 
-function txCell(hash: string): HTMLTableCellElement {
-  const td = cell(hash)
+/** Full hashes where there is room; `short` keeps the epochs table readable, with the hash in the title and `data-tx-hash`. */
+function txCell(hash: string, short = false): HTMLTableCellElement {
+  const td = cell(short ? shortHash(hash, 18) : hash)
   td.className = 'tx'
+  td.title = hash
+  td.dataset.txHash = hash
   return td
 }
 
@@ -134,6 +137,7 @@ function showEpochs(epochs: EpochRecord[], token: TokenFormat | null, chainTime:
       root.className = 'mono'
       root.title = epoch.root
       const total = cell(formatToken(BigInt(epoch.totalCumulative), token))
+      total.className = 'nowrap'
       total.dataset.amount = epoch.totalCumulative
       row.append(
         cell(String(epoch.epoch)),
@@ -141,7 +145,7 @@ function showEpochs(epochs: EpochRecord[], token: TokenFormat | null, chainTime:
         cell(String(epoch.accounts)),
         total,
         cell(epochStatus(epoch, chainTime)),
-        epoch.txHash ? txCell(epoch.txHash) : cell('–'),
+        epoch.txHash ? txCell(epoch.txHash, true) : cell('–'),
         cell(epoch.claimableAt === null ? '–' : formatWhen(epoch.claimableAt, now)),
       )
       row.dataset.epoch = String(epoch.epoch)
@@ -163,7 +167,7 @@ function watchSettlement(id: string, chain: ChainInfo | null): () => void {
       const [job, epochs, chainTime] = await Promise.all([
         client.job(id),
         chain ? client.epochs() : Promise.resolve(null),
-        chain ? latestBlockTime(chain.rpcUrl) : Promise.resolve(null),
+        chain ? chainNow(chain.rpcUrl) : Promise.resolve(null),
       ])
       showEscrow(job.payment, token)
       if (epochs) showEpochs(epochs, token, chainTime)

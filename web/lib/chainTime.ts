@@ -1,9 +1,12 @@
 /**
- * The chain's latest block timestamp (unix seconds) by one raw JSON-RPC call: pages that only need the
- * chain's clock (challenge windows run on it, and a test chain's clock may be moved ahead of the wall
- * clock) should not load a whole viem client for it. Null when the node cannot be reached.
+ * The chain's clock as the next transaction will see it, in unix seconds: the latest block's timestamp,
+ * or the wall clock when that is later, since an idle local chain mines no blocks and its last timestamp
+ * falls behind (the next block still carries the current time). A chain moved ahead of the wall clock,
+ * as tests do, keeps its own time. Null when the node cannot be reached.
+ *
+ * One raw JSON-RPC call: pages that only need the clock should not load a viem client for it.
  */
-export async function latestBlockTime(rpcUrl: string): Promise<number | null> {
+export async function chainNow(rpcUrl: string): Promise<number | null> {
   try {
     const response = await fetch(rpcUrl, {
       method: 'POST',
@@ -12,7 +15,7 @@ export async function latestBlockTime(rpcUrl: string): Promise<number | null> {
     })
     const body = (await response.json()) as { result?: { timestamp?: string } | null }
     const timestamp = body.result?.timestamp
-    return timestamp ? Number(BigInt(timestamp)) : null
+    return timestamp ? Math.max(Number(BigInt(timestamp)), Math.floor(Date.now() / 1000)) : null
   } catch {
     return null
   }
