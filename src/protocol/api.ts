@@ -80,7 +80,7 @@ export interface RewardsView {
   latest: RewardProofRecord | null
   /** Latest root containing the account whose challenge window is over at the chain's current time. */
   claimable: RewardProofRecord | null
-  /** The chain's latest block timestamp when this was computed (unix seconds). */
+  /** The chain's time when this was computed (unix seconds): the later of the latest block's and the wall clock. */
   chainTime: number
   nextEpochAt: number | null
 }
