@@ -200,6 +200,7 @@ function renderWalletOptions() {
       button.append(choice.icon ? iconImage(choice.icon) : '', choice.name)
       if (chainless && choice.kind !== 'burner') {
         button.disabled = true
+        button.dataset.unavailable = 'true'
         button.title = 'Rewards are off on this coordinator: only the burner is used.'
       } else if (choice.kind === 'walletconnect' && !walletConnectConfigured()) {
         button.title = 'WalletConnect needs a project id: set VITE_WALLETCONNECT_PROJECT_ID at build time.'
@@ -323,7 +324,7 @@ function updateButtons() {
   const claimableAmount = claimable && lastRewards ? BigInt(claimable.cumulativeAmount) - lastRewards.claimed : 0n
   $<HTMLButtonElement>('claim').disabled = !canSend || claimableAmount <= 0n
   for (const button of $('wallet-options').querySelectorAll('button')) {
-    if (!button.title.startsWith('Rewards are off')) button.disabled = busy
+    if (!button.dataset.unavailable) button.disabled = busy
   }
 }
 
