@@ -328,6 +328,12 @@ function updateButtons() {
   }
 }
 
+/**
+ * Simulations run on the pending block: the contracts check block.timestamp (challenge windows, unstake
+ * delays), and an idle chain's latest block keeps an old time that the transaction's own block will not have.
+ */
+const SIMULATE = { blockTag: 'pending' } as const
+
 const max0 = (x: bigint) => (x > 0n ? x : 0n)
 
 let refreshing: Promise<void> | null = null
@@ -442,6 +448,7 @@ async function claim() {
       s.reader.publicClient,
       async () => {
         const { request } = await s.reader.publicClient.simulateContract({
+          ...SIMULATE,
           account: walletClient.account,
           address: s.chain.contracts.rewardDistributor,
           abi: rewardDistributorAbi,
@@ -502,6 +509,7 @@ async function stakeAction(action: StakeAction) {
           publicClient,
           async () => {
             const { request } = await publicClient.simulateContract({
+              ...SIMULATE,
               account: walletClient.account,
               address: tokenAddress,
               abi: tabTokenAbi,
@@ -517,7 +525,7 @@ async function stakeAction(action: StakeAction) {
       receipt = await transact(
         publicClient,
         async () => {
-          const { request } = await publicClient.simulateContract({ account: walletClient.account, address: stakeManager, abi: stakeManagerAbi, functionName: 'stake', args: [amount] })
+          const { request } = await publicClient.simulateContract({ ...SIMULATE, account: walletClient.account, address: stakeManager, abi: stakeManagerAbi, functionName: 'stake', args: [amount] })
           return walletClient.writeContract(request)
         },
         sent('Stake'),
@@ -530,7 +538,7 @@ async function stakeAction(action: StakeAction) {
       receipt = await transact(
         publicClient,
         async () => {
-          const { request } = await publicClient.simulateContract({ account: walletClient.account, address: stakeManager, abi: stakeManagerAbi, functionName: 'requestUnstake', args: [amount] })
+          const { request } = await publicClient.simulateContract({ ...SIMULATE, account: walletClient.account, address: stakeManager, abi: stakeManagerAbi, functionName: 'requestUnstake', args: [amount] })
           return walletClient.writeContract(request)
         },
         sent('Unstake request'),
@@ -542,7 +550,7 @@ async function stakeAction(action: StakeAction) {
       receipt = await transact(
         publicClient,
         async () => {
-          const { request } = await publicClient.simulateContract({ account: walletClient.account, address: stakeManager, abi: stakeManagerAbi, functionName: 'withdraw' })
+          const { request } = await publicClient.simulateContract({ ...SIMULATE, account: walletClient.account, address: stakeManager, abi: stakeManagerAbi, functionName: 'withdraw' })
           return walletClient.writeContract(request)
         },
         sent('Withdrawal'),
