@@ -358,12 +358,6 @@ function refresh(): Promise<void> {
 
 let readFailures = 0
 
-/** `nextEpochAt` has no fixed unit in the API; the coordinator has sent milliseconds. Seconds are below 1e11 until the year 5138. */
-function epochSeconds(at: number | null): number | null {
-  if (at === null) return null
-  return at > 1e11 ? Math.round(at / 1000) : at
-}
-
 async function readOnce() {
   const w = wallet
   const s = settlement
@@ -411,7 +405,7 @@ async function readOnce() {
   const notes: string[] = []
   const unposted = max0(BigInt(view.earned) - latest)
   if (unposted > 0n) {
-    const next = epochSeconds(view.nextEpochAt)
+    const next = view.nextEpochAt
     notes.push(`${formatToken(unposted, chain.token)} earned is not in a posted reward root yet${next ? `; the next epoch is due ${formatWhen(next, now)}` : ''}.`)
   }
   if (frozenAt > 0) notes.push(`Rewards of this address in roots claimable after ${formatWhen(frozenAt, now)} are frozen by a dispute verdict.`)

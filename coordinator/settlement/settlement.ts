@@ -123,7 +123,7 @@ export class Settlement {
       this.epochs.proofs(account, chainTime),
       earnedBy(this.options.db, account, await this.escrow.fundedJobs()),
     ])
-    return { address: account, earned: String(earned), latest, claimable, chainTime, nextEpochAt: this.nextEpochAt }
+    return { address: account, earned: String(earned), latest, claimable, chainTime, nextEpochAt: this.nextEpochAt === null ? null : Math.ceil(this.nextEpochAt / 1000) }
   }
 
   async drip(address: unknown): Promise<FaucetResult> {

@@ -82,6 +82,7 @@ export interface RewardsView {
   claimable: RewardProofRecord | null
   /** The chain's time when this was computed (unix seconds): the later of the latest block's and the wall clock. */
   chainTime: number
+  /** When the coordinator closes its next epoch (unix seconds); null when epochs are not running. */
   nextEpochAt: number | null
 }
 
