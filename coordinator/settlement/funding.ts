@@ -36,7 +36,8 @@ export class EscrowWatcher implements JobPayments {
   /** Scans new Deposited events and re-reads every paid job's escrow. Cheap enough to run every second. */
   async sync(): Promise<void> {
     const { db, publicClient, chain, deployment } = this.options
-    const latest = await publicClient.getBlockNumber()
+    // viem caches the block number for its polling interval; a stale one would hide a deposit just mined.
+    const latest = await publicClient.getBlockNumber({ cacheTime: 0 })
     const [cursor] = await db.query<{ next_block: string }>(`SELECT next_block FROM chain_cursor WHERE deployment = $1`, [deployment])
     let from = cursor ? BigInt(cursor.next_block) : this.options.fromBlock
     // A local chain restored from an older state file is behind the cursor: scan again (inserts are idempotent).
