@@ -1,0 +1,289 @@
+/**
+ * Exact-mode matmul on WebGPU: float32 A [M,K] @ B [K,N] through integer limbs (Ozaki-style), so that the
+ * output bits are the same on every conforming WebGPU implementation. The scheme and its error bound are
+ * described in `exactReference.ts`, whose CPU model this kernel matches bit for bit.
+ *
+ * Split of work: the preprocessing (shared exponents, mantissas, limbs) runs on the CPU in TypeScript for
+ * now (`prepareA`/`prepareB`); the GPU does the integer matmul of every kept limb pair, the exact 64-bit
+ * recombination (two u32 words, wrapping adds with carries) and the conversion to float32 with an explicit
+ * round-to-nearest-even in integer code. No float operation touches the result path: the shader has no
+ * f32 value at all and writes the float32 bit patterns as u32 (a tfjs-registered variant can store
+ * `bitcast<f32>(bits)` instead: the kernel never produces NaN or subnormal bits, so a store keeps them).
+ */
+import {
+  DEFAULT_EXACT_SCHEME,
+  ExactMatmulError,
+  checkScheme,
+  checkShape,
+  keptPairs,
+  mantissaBits,
+  prepareA,
+  prepareB,
+  type ExactOperand,
+  type ExactScheme,
+} from './exactReference.ts'
+
+export { DEFAULT_EXACT_SCHEME, ExactMatmulError, type ExactScheme }
+
+const KERNEL_VERSION = 1
+const WORKGROUP = 8
+
+export interface ExactMatmulOptions extends Partial<ExactScheme> {
+  /**
+   * Use WGSL's `dot4I8Packed` (language feature `packed_4x8_integer_dot_product`). Both paths are exact
+   * integer arithmetic and give the same bits, so this is not part of the bundle id. Default: detected
+   * from `navigator.gpu.wgslLanguageFeatures` where that exists, else false.
+   */
+  readonly dot4?: boolean
+}
+
+/** Identifies the kernel's arithmetic: goes into the kernel bundle id. Same id, same output bits. */
+export function exactBundleId(scheme: ExactScheme = DEFAULT_EXACT_SCHEME): string {
+  return `exact-matmul/v${KERNEL_VERSION}/limbs=${scheme.limbs}/minPairOrder=${scheme.minPairOrder}`
+}
+
+export function hasDot4(languageFeatures: ReadonlySet<string> | undefined): boolean {
+  return languageFeatures?.has('packed_4x8_integer_dot_product') ?? false
+}
+
+function detectDot4(): boolean {
+  const nav = (globalThis as { navigator?: { gpu?: { wgslLanguageFeatures?: ReadonlySet<string> } } }).navigator
+  return hasDot4(nav?.gpu?.wgslLanguageFeatures)
+}
+
+/** WGSL for one scheme; one invocation computes one output element. */
+export function exactMatmulWgsl(scheme: ExactScheme, dot4: boolean): string {
+  checkScheme(scheme)
+  const L = scheme.limbs
+  const w = mantissaBits(L)
+  const pairs = keptPairs(scheme)
+  const dot = dot4 ? 'dot4I8Packed' : 'dot4Fallback'
+  const loads: string[] = []
+  for (let p = 0; p < L; p++) loads.push(`    let a${p} = aLimbs[(${p}u * M + i) * KW + w];`)
+  for (let q = 0; q < L; q++) loads.push(`    let b${q} = bLimbs[(${q}u * N + j) * KW + w];`)
+  const decls = pairs.map(([p, q]) => `  var acc${p}${q}: i32 = 0;`)
+  const macs = pairs.map(([p, q]) => `    acc${p}${q} += ${dot}(a${p}, b${q});`)
+  // Each pair's i32 sum enters the 64-bit total shifted by 8(p+q) bits, sign-extended. Shift amounts are
+  // fixed per pair, so the three cases (0, 1..31, 32..63) are chosen here rather than in the shader
+  // (WGSL masks shift amounts to 5 bits, so a shift by 32 would silently be a shift by 0).
+  const adds = pairs.map(([p, q]) => {
+    const s = 8 * (p + q)
+    if (s === 0) return `  add64(&hi, &lo, bitcast<u32>(acc${p}${q} >> 31u), bitcast<u32>(acc${p}${q}));`
+    if (s < 32) {
+      return `  add64(&hi, &lo, bitcast<u32>(acc${p}${q} >> ${32 - s}u), bitcast<u32>(acc${p}${q}) << ${s}u);`
+    }
+    return `  add64(&hi, &lo, bitcast<u32>(acc${p}${q}) << ${s - 32}u, 0u);`
+  })
+  return /* wgsl */ `
+// ${exactBundleId(scheme)}; ${dot4 ? 'dot4I8Packed' : 'i32 multiply-add fallback'}
+struct Params { M: u32, N: u32, KW: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read> aLimbs: array<u32>;
+@group(0) @binding(1) var<storage, read> bLimbs: array<u32>;
+@group(0) @binding(2) var<storage, read> aExp: array<i32>;
+@group(0) @binding(3) var<storage, read> bExp: array<i32>;
+@group(0) @binding(4) var<storage, read_write> outBits: array<u32>;
+@group(0) @binding(5) var<uniform> params: Params;
+
+// Four signed 8-bit products summed in i32: what dot4I8Packed does, for adapters without it.
+fn dot4Fallback(x: u32, y: u32) -> i32 {
+  let a = bitcast<i32>(x);
+  let b = bitcast<i32>(y);
+  return extractBits(a, 0u, 8u) * extractBits(b, 0u, 8u) + extractBits(a, 8u, 8u) * extractBits(b, 8u, 8u)
+       + extractBits(a, 16u, 8u) * extractBits(b, 16u, 8u) + extractBits(a, 24u, 8u) * extractBits(b, 24u, 8u);
+}
+
+// (hi, lo) += (xh, xl), two's complement 64-bit, wrapping: exact whatever the order of additions.
+fn add64(hi: ptr<function, u32>, lo: ptr<function, u32>, xh: u32, xl: u32) {
+  let l = *lo + xl;
+  *hi = *hi + xh + select(0u, 1u, l < xl);
+  *lo = l;
+}
+
+@compute @workgroup_size(${WORKGROUP}, ${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let M = params.M;
+  let N = params.N;
+  let KW = params.KW;
+  let i = gid.y;
+  let j = gid.x;
+  if (i >= M || j >= N) { return; }
+${decls.join('\n')}
+  for (var w = 0u; w < KW; w++) {
+${loads.join('\n')}
+${macs.join('\n')}
+  }
+  var hi = 0u;
+  var lo = 0u;
+${adds.join('\n')}
+
+  // Sign and magnitude of the 64-bit sum.
+  let negative = (hi >> 31u) == 1u;
+  if (negative) {
+    lo = ~lo + 1u;
+    hi = ~hi + select(0u, 1u, lo == 0u);
+  }
+  if (hi == 0u && lo == 0u) {
+    outBits[i * N + j] = 0u;
+    return;
+  }
+  // Normalize: top = the 32 bits below and including the leading one, sticky = any bit under them.
+  var top: u32;
+  var sticky = false;
+  var pos: i32;
+  if (hi != 0u) {
+    let lz = countLeadingZeros(hi);
+    top = (hi << lz) | select(0u, lo >> (32u - lz), lz > 0u);
+    sticky = (lo << lz) != 0u;
+    pos = 63 - i32(lz);
+  } else {
+    let lz = countLeadingZeros(lo);
+    top = lo << lz;
+    pos = 31 - i32(lz);
+  }
+  // 24-bit significand, round to nearest even on the 8 bits below it plus the sticky bit.
+  var sig = top >> 8u;
+  let rest = top & 0xffu;
+  if (rest > 0x80u || (rest == 0x80u && (sticky || (sig & 1u) == 1u))) {
+    sig = sig + 1u;
+  }
+  // value = S · 2^(e_i + f_j - 2(W-1)), S's leading bit at pos.
+  var exponent = pos + aExp[i] + bExp[j] - ${2 * (w - 1)};
+  if (sig == 0x1000000u) {
+    sig = 0x800000u;
+    exponent = exponent + 1;
+  }
+  let biased = exponent + 127;
+  let sign = select(0u, 0x80000000u, negative);
+  var bits: u32;
+  if (biased <= 0) {
+    bits = 0u; // below the normal range: flushed to +0, like subnormal inputs
+  } else if (biased >= 255) {
+    bits = sign | 0x7f800000u;
+  } else {
+    bits = sign | (u32(biased) << 23u) | (sig & 0x7fffffu);
+  }
+  outBits[i * N + j] = bits;
+}
+`
+}
+
+/** One matmul's GPU buffers, uploaded once; `submit` can run repeatedly (for benchmarks). */
+export interface ExactMatmulRun {
+  readonly m: number
+  readonly n: number
+  /** Encodes and submits the dispatch. */
+  submit(): void
+  /** Copies the output back (submits a copy; waits for the queue). */
+  read(): Promise<Float32Array>
+  destroy(): void
+}
+
+export class ExactMatmul {
+  readonly scheme: ExactScheme
+  readonly dot4: boolean
+  readonly bundleId: string
+  private readonly pipeline: GPUComputePipeline
+
+  constructor(
+    private readonly device: GPUDevice,
+    options: ExactMatmulOptions = {},
+  ) {
+    this.scheme = {
+      limbs: options.limbs ?? DEFAULT_EXACT_SCHEME.limbs,
+      minPairOrder: options.minPairOrder ?? DEFAULT_EXACT_SCHEME.minPairOrder,
+    }
+    checkScheme(this.scheme)
+    this.dot4 = options.dot4 ?? detectDot4()
+    this.bundleId = exactBundleId(this.scheme)
+    const module = device.createShaderModule({ code: exactMatmulWgsl(this.scheme, this.dot4) })
+    this.pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } })
+  }
+
+  /** Splits A and B on the CPU and uploads the limbs. */
+  upload(a: Float32Array, b: Float32Array, m: number, k: number, n: number): ExactMatmulRun {
+    checkShape(m, k, n, a.length, b.length)
+    const A = prepareA(a, m, k, this.scheme.limbs)
+    const B = prepareB(b, k, n, this.scheme.limbs)
+    return this.uploadPrepared(A, B)
+  }
+
+  uploadPrepared(A: ExactOperand, B: ExactOperand): ExactMatmulRun {
+    if (A.k !== B.k) throw new ExactMatmulError(`inner dimensions differ: ${A.k} vs ${B.k}`)
+    const device = this.device
+    const m = A.groups
+    const n = B.groups
+    const storage = (data: Uint32Array | Int32Array): GPUBuffer => {
+      // WebGPU rejects zero-sized bindings; every array here has at least one element (M, N, K >= 1).
+      const buffer = device.createBuffer({
+        size: Math.max(4, data.byteLength),
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+      })
+      device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength)
+      return buffer
+    }
+    const aBuf = storage(A.packed)
+    const bBuf = storage(B.packed)
+    const aExp = storage(A.exponents)
+    const bExp = storage(B.exponents)
+    const outBytes = m * n * 4
+    const out = device.createBuffer({ size: outBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC })
+    const staging = device.createBuffer({ size: outBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+    const params = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST })
+    device.queue.writeBuffer(params, 0, new Uint32Array([m, n, A.kWords, 0]))
+    const bindGroup = device.createBindGroup({
+      layout: this.pipeline.getBindGroupLayout(0),
+      entries: [aBuf, bBuf, aExp, bExp, out, params].map((buffer, binding) => ({ binding, resource: { buffer } })),
+    })
+    const buffers = [aBuf, bBuf, aExp, bExp, out, staging, params]
+    const pipeline = this.pipeline
+    return {
+      m,
+      n,
+      submit() {
+        const encoder = device.createCommandEncoder()
+        const pass = encoder.beginComputePass()
+        pass.setPipeline(pipeline)
+        pass.setBindGroup(0, bindGroup)
+        pass.dispatchWorkgroups(Math.ceil(n / WORKGROUP), Math.ceil(m / WORKGROUP))
+        pass.end()
+        device.queue.submit([encoder.finish()])
+      },
+      async read() {
+        const encoder = device.createCommandEncoder()
+        encoder.copyBufferToBuffer(out, 0, staging, 0, outBytes)
+        device.queue.submit([encoder.finish()])
+        await staging.mapAsync(GPUMapMode.READ)
+        const bits = new Uint32Array(staging.getMappedRange().slice(0))
+        staging.unmap()
+        return new Float32Array(bits.buffer)
+      },
+      destroy() {
+        for (const buffer of buffers) buffer.destroy()
+      },
+    }
+  }
+
+  /** C = A @ B, exactly as `matmulExactReference` computes it. */
+  async run(a: Float32Array, b: Float32Array, m: number, k: number, n: number): Promise<Float32Array> {
+    const job = this.upload(a, b, m, k, n)
+    try {
+      job.submit()
+      return await job.read()
+    } finally {
+      job.destroy()
+    }
+  }
+}
+
+/** One-shot convenience: compiles the kernel and runs one matmul. */
+export async function matmulExact(
+  device: GPUDevice,
+  a: Float32Array,
+  b: Float32Array,
+  m: number,
+  k: number,
+  n: number,
+  options: ExactMatmulOptions = {},
+): Promise<Float32Array> {
+  return new ExactMatmul(device, options).run(a, b, m, k, n)
+}
