@@ -1,0 +1,253 @@
+/**
+ * Kernel benchmark: `npx tsx bench/kernels.ts` writes bench/results/kernels.md and kernels.json.
+ *
+ * For each preset shape, side by side in one run on one adapter: stock tfjs-webgpu `tf.matMul`, the
+ * deterministic matmul (src/kernels/matmulDeterministic.ts, when that module is present) and the exact
+ * integer-limb matmul (src/kernels/matmulExact.ts). Median of BENCH_REPS (default 20) after warm-up.
+ *
+ * On a machine with a real GPU (Dawn on Vulkan): run the same command with VK_ICD_FILENAMES unset (or
+ * pointing at the GPU's ICD), e.g. `env -u VK_ICD_FILENAMES npx tsx bench/kernels.ts`; the adapter line in
+ * the results says which device was measured. Here, without a GPU, the adapter is SwiftShader: its timings
+ * are CPU timings and say nothing about GPUs.
+ */
+import { mkdir, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import * as tf from '@tensorflow/tfjs'
+import { matmulExactReference, prepareA, prepareB } from '../src/kernels/exactReference.ts'
+import { ExactMatmul, hasDot4 } from '../src/kernels/matmulExact.ts'
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+const RESULTS = join(ROOT, 'bench/results')
+const REPS = Number(process.env.BENCH_REPS ?? 20)
+const WARMUP = 5
+
+const SHAPES: Array<{ name: string; m: number; k: number; n: number }> = [
+  { name: 'MLP layer 1 forward [32x784]@[784x64]', m: 32, k: 784, n: 64 },
+  { name: 'MLP head forward [32x64]@[64x10]', m: 32, k: 64, n: 10 },
+  { name: 'MLP layer 1 weight gradient [784x32]@[32x64]', m: 784, k: 32, n: 64 },
+  { name: 'odd sizes [5x13]@[13x7]', m: 5, k: 13, n: 7 },
+]
+
+/** The deterministic kernel's module, typed by what this script uses; absent until it lands. */
+interface DeterministicModule {
+  matmulProgram(
+    v: { transposeA: boolean; transposeB: boolean; bias: boolean; activation: 'linear' },
+    d: { batch: number; batchA: number; batchB: number; m: number; n: number; k: number },
+  ): unknown
+  matmulUniformValues(d: object): number[]
+}
+interface ProgramModule {
+  runProgram(device: GPUDevice, program: unknown, buffers: readonly GPUBuffer[]): Promise<void>
+  storageBuffer(device: GPUDevice, data: Float32Array | Int32Array | number): GPUBuffer
+  uniformBuffer(device: GPUDevice, data: Int32Array): GPUBuffer
+  readBuffer(device: GPUDevice, buffer: GPUBuffer, bytes: number): Promise<Uint8Array>
+}
+
+async function loadDeterministic(): Promise<{ det: DeterministicModule; program: ProgramModule } | string> {
+  // Specifiers in variables: this script must type-check and run whether or not those modules exist yet.
+  const detPath = '../src/kernels/matmulDeterministic.ts'
+  const programPath = '../src/kernels/program.ts'
+  try {
+    const det = (await import(detPath)) as Partial<DeterministicModule>
+    const program = (await import(programPath)) as Partial<ProgramModule>
+    if (typeof det.matmulProgram !== 'function' || typeof det.matmulUniformValues !== 'function' ||
+      typeof program.runProgram !== 'function') {
+      return 'matmulDeterministic.ts has no standalone runner with the expected exports'
+    }
+    return { det: det as DeterministicModule, program: program as ProgramModule }
+  } catch (error) {
+    return `matmulDeterministic.ts not available: ${String(error).split('\n')[0]}`
+  }
+}
+
+function uniform(n: number, seed: number): Float32Array {
+  let s = seed >>> 0
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return s / 2 ** 31 - 1
+  })
+}
+
+async function median(fn: () => Promise<void>): Promise<number> {
+  for (let i = 0; i < WARMUP; i++) await fn()
+  const times: number[] = []
+  for (let i = 0; i < REPS; i++) {
+    const t0 = performance.now()
+    await fn()
+    times.push(performance.now() - t0)
+  }
+  times.sort((x, y) => x - y)
+  return times[Math.floor(times.length / 2)]!
+}
+
+interface Row {
+  shape: string
+  m: number
+  k: number
+  n: number
+  stockMs: number
+  deterministicMs: number | null
+  deterministicKernelMs: number | null
+  exactMs: number
+  exactKernelMs: number
+  exactPrepMs: number
+  exactOverStock: number
+  deterministicOverStock: number | null
+  gflops: { stock: number; deterministic: number | null; exact: number }
+  exactMatchesModel: boolean
+  exactMaxAbsDiffVsStock: number
+}
+
+async function main(): Promise<void> {
+  process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'
+  const { create, globals } = await import('webgpu')
+  Object.assign(globalThis, globals)
+  // Kept in scope to the end: Dawn aborts the process if its instance is collected while devices live.
+  const gpu = create([])
+  const adapter = await gpu.requestAdapter()
+  if (!adapter) throw new Error(`no WebGPU adapter (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES})`)
+  const device = await adapter.requestDevice()
+  const dot4 = hasDot4(gpu.wgslLanguageFeatures)
+  const adapterLine = `${adapter.info.vendor} / ${adapter.info.architecture} / ${adapter.info.description || 'n/a'}` +
+    ` (fallback adapter: ${String((adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? adapter.info.isFallbackAdapter)})`
+  console.log(`adapter: ${adapterLine}; dot4I8Packed: ${dot4}`)
+
+  ;(globalThis as { navigator?: unknown }).navigator = { gpu }
+  await import('@tensorflow/tfjs-backend-webgpu')
+  if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs webgpu backend did not initialise')
+  await tf.ready()
+
+  const deterministic = await loadDeterministic()
+  const detNote = typeof deterministic === 'string' ? deterministic : null
+  if (detNote) console.log(`deterministic column left out: ${detNote}`)
+
+  const exact = new ExactMatmul(device, { dot4 })
+  const rows: Row[] = []
+  for (const { name, m, k, n } of SHAPES) {
+    const a = uniform(m * k, m * 7919 + k)
+    const b = uniform(k * n, k * 104729 + n)
+    const flop = 2 * m * k * n
+
+    // (1) stock tfjs-webgpu: inputs resident on the GPU, time matMul + read back.
+    const ta = tf.tensor2d(a, [m, k])
+    const tb = tf.tensor2d(b, [k, n])
+    let stockOut: Float32Array = new Float32Array(0)
+    const stockMs = await median(async () => {
+      const c = tf.matMul(ta, tb)
+      stockOut = (await c.data()) as Float32Array
+      c.dispose()
+    })
+    ta.dispose()
+    tb.dispose()
+
+    // (2) deterministic kernel: operands resident, time dispatch (+ read back).
+    let deterministicMs: number | null = null
+    let deterministicKernelMs: number | null = null
+    if (typeof deterministic !== 'string') {
+      const { det, program } = deterministic
+      const dims = { batch: 1, batchA: 1, batchB: 1, m, n, k }
+      const prog = det.matmulProgram({ transposeA: false, transposeB: false, bias: false, activation: 'linear' }, dims)
+      const buffers = [
+        program.storageBuffer(device, m * n * 4),
+        program.storageBuffer(device, a),
+        program.storageBuffer(device, b),
+        program.uniformBuffer(device, Int32Array.from(det.matmulUniformValues(dims))),
+      ]
+      deterministicKernelMs = await median(() => program.runProgram(device, prog, buffers))
+      deterministicMs = await median(async () => {
+        await program.runProgram(device, prog, buffers)
+        await program.readBuffer(device, buffers[0]!, m * n * 4)
+      })
+      for (const buffer of buffers) buffer.destroy()
+    }
+
+    // (3) exact kernel: limbs resident; CPU preprocessing timed on its own.
+    const exactPrepMs = await median(async () => {
+      prepareA(a, m, k, exact.scheme.limbs)
+      prepareB(b, k, n, exact.scheme.limbs)
+    })
+    const job = exact.upload(a, b, m, k, n)
+    const exactKernelMs = await median(async () => {
+      job.submit()
+      await device.queue.onSubmittedWorkDone()
+    })
+    let exactOut: Float32Array = new Float32Array(0)
+    const exactMs = await median(async () => {
+      job.submit()
+      exactOut = await job.read()
+    })
+    job.destroy()
+
+    const model = matmulExactReference(a, b, m, k, n, exact.scheme)
+    const exactMatchesModel = Buffer.from(model.buffer).equals(Buffer.from(exactOut.buffer))
+    let exactMaxAbsDiffVsStock = 0
+    for (let i = 0; i < m * n; i++) {
+      exactMaxAbsDiffVsStock = Math.max(exactMaxAbsDiffVsStock, Math.abs(exactOut[i]! - stockOut[i]!))
+    }
+    const gf = (ms: number): number => flop / (ms * 1e6)
+    const row: Row = {
+      shape: name,
+      m,
+      k,
+      n,
+      stockMs,
+      deterministicMs,
+      deterministicKernelMs,
+      exactMs,
+      exactKernelMs,
+      exactPrepMs,
+      exactOverStock: exactMs / stockMs,
+      deterministicOverStock: deterministicMs === null ? null : deterministicMs / stockMs,
+      gflops: { stock: gf(stockMs), deterministic: deterministicMs === null ? null : gf(deterministicMs), exact: gf(exactMs) },
+      exactMatchesModel,
+      exactMaxAbsDiffVsStock,
+    }
+    rows.push(row)
+    console.log(JSON.stringify(row))
+  }
+
+  tf.engine().reset()
+  device.destroy()
+  delete (globalThis as { navigator?: unknown }).navigator
+
+  const f = (x: number | null, digits = 2): string => (x === null ? '—' : x.toFixed(digits))
+  const md = [
+    '# Kernel benchmark: matmul, stock tfjs-webgpu vs deterministic vs exact',
+    '',
+    `Generated by \`npx tsx bench/kernels.ts\` on ${new Date().toISOString()}. Adapter: ${adapterLine};`,
+    `dot4I8Packed: ${dot4}. Median of ${REPS} after ${WARMUP} warm-up runs. Exact scheme: ${exact.bundleId}.`,
+    '',
+    '**This adapter is SwiftShader (a CPU implementation of Vulkan) unless the line above says otherwise: its',
+    'timings are CPU timings and say nothing about GPUs.** On a real GPU run the same command with',
+    '`VK_ICD_FILENAMES` unset.',
+    '',
+    'Times in ms, operands resident on the GPU, each including the read-back of the result to the CPU',
+    '(tfjs: `tf.matMul` + `await data()`; deterministic: `runProgram` + `readBuffer`; exact: dispatch + map).',
+    '"kernel" columns time the dispatch alone up to `queue.onSubmittedWorkDone()`. "exact prep" is the exact',
+    "kernel's CPU-side split of A and B into limbs (TypeScript), not included in the exact column.",
+    "`onSubmittedWorkDone()` in Dawn's Node binding resolves on a polling tick (about 4 ms here), so the",
+    '"kernel" columns cannot show less than that; the round-trip columns (mapAsync) are the finer ones.',
+    detNote ? `\nDeterministic column left out: ${detNote}.` : '',
+    '',
+    '| shape | stock | deterministic | det. kernel | exact | exact kernel | exact prep | exact/stock | det./stock | GFLOP/s stock / det. / exact | exact = CPU model | max abs diff exact vs stock |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ...rows.map((r) =>
+      `| ${r.shape} | ${f(r.stockMs)} | ${f(r.deterministicMs)} | ${f(r.deterministicKernelMs)} | ${f(r.exactMs)} | ` +
+      `${f(r.exactKernelMs)} | ${f(r.exactPrepMs)} | ${f(r.exactOverStock)} | ${f(r.deterministicOverStock)} | ` +
+      `${f(r.gflops.stock, 3)} / ${f(r.gflops.deterministic, 3)} / ${f(r.gflops.exact, 3)} | ${r.exactMatchesModel ? 'yes' : 'NO'} | ` +
+      `${r.exactMaxAbsDiffVsStock.toExponential(2)} |`),
+    '',
+  ].join('\n')
+  await mkdir(RESULTS, { recursive: true })
+  await writeFile(join(RESULTS, 'kernels.md'), md)
+  await writeFile(
+    join(RESULTS, 'kernels.json'),
+    JSON.stringify({ generatedAt: new Date().toISOString(), adapter: adapterLine, dot4, reps: REPS, scheme: exact.bundleId,
+      deterministicNote: detNote, rows }, null, 2) + '\n',
+  )
+  console.log(md)
+  void gpu
+}
+
+await main()
