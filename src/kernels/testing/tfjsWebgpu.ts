@@ -1,0 +1,43 @@
+import * as tf from '@tensorflow/tfjs'
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu'
+import { configureTfjsWebgpu } from '../config.ts'
+import { isUnavailable, type GpuUnavailable } from '../device.ts'
+import { installNodeWebgpuForTfjs } from './nodeWebgpuForTfjs.ts'
+
+export interface TfjsWebgpu {
+  backend: WebGPUBackend
+  /** Destroys the backend's device and removes `navigator`, so the test process can exit. */
+  teardown(): Promise<void>
+}
+
+/**
+ * tfjs on its WebGPU backend in Node, configured as a contributor's tab configures it (config.ts).
+ * Test-only.
+ */
+export async function setupTfjsWebgpu(): Promise<TfjsWebgpu | GpuUnavailable> {
+  const installed = await installNodeWebgpuForTfjs()
+  if (isUnavailable(installed)) return installed
+  try {
+    await import('@tensorflow/tfjs-backend-webgpu')
+    configureTfjsWebgpu()
+    if (!(await tf.setBackend('webgpu'))) {
+      installed.restore()
+      return { unavailable: 'tfjs could not initialise its webgpu backend on Dawn' }
+    }
+    await tf.ready()
+  } catch (error) {
+    installed.restore()
+    return { unavailable: `tfjs-backend-webgpu failed to start: ${String(error)}` }
+  }
+  const backend = tf.backend() as WebGPUBackend
+  return {
+    backend,
+    async teardown() {
+      const device = backend.device
+      await device.queue.onSubmittedWorkDone()
+      tf.removeBackend('webgpu')
+      device.destroy()
+      installed.restore()
+    },
+  }
+}
