@@ -15,6 +15,7 @@ const unavailable = isUnavailable(tfjs) ? tfjs.unavailable : isUnavailable(stand
 if (unavailable) console.warn(`unit determinism tests skipped: ${unavailable}`)
 
 let kernels: DeterministicKernels | null = null
+const stockBatchMatMul = isUnavailable(tfjs) ? undefined : tf.getKernel('BatchMatMul', 'webgpu')?.kernelFunc
 
 afterAll(async () => {
   kernels?.restore()
@@ -127,5 +128,21 @@ describe.skipIf(unavailable !== null)('deterministic kernels inside tfjs-webgpu 
     expect(kernels.counts._FusedMatMul.stock).toBe(before._FusedMatMul.stock)
     expect(kernels.counts._FusedMatMul.deterministic).toBeGreaterThan(before._FusedMatMul.deterministic)
     expect(kernels.counts.BatchMatMul.deterministic).toBeGreaterThan(before.BatchMatMul.deterministic)
+  })
+
+  it('hands what it does not cover to stock, and restore() puts the stock kernels back', async () => {
+    kernels ??= registerDeterministicKernels()
+    const before = kernels.counts._FusedMatMul.stock
+    const a = tf.tensor2d(seededFloats(6, 1), [2, 3])
+    const b = tf.tensor2d(seededFloats(12, 2), [3, 4])
+    const fused = tf.fused.matMul({ a, b, activation: 'sigmoid' })
+    const composed = tf.sigmoid(tf.matMul(a, b))
+    const [got, want] = await Promise.all([fused.data(), composed.data()])
+    tf.dispose([a, b, fused, composed])
+    expect(kernels.counts._FusedMatMul.stock).toBe(before + 1)
+    for (let i = 0; i < want.length; i++) expect(got[i]).toBeCloseTo(want[i]!, 6)
+    kernels.restore()
+    kernels = null
+    expect(tf.getKernel('BatchMatMul', 'webgpu')?.kernelFunc).toBe(stockBatchMatMul)
   })
 })
