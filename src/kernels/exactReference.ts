@@ -1,7 +1,7 @@
 /**
- * Exact-mode matmul (Ozaki-style integer limbs): the operand preprocessing, which runs on the CPU for
- * now, and a CPU model of the whole algorithm that the WGSL kernel in `matmulExact.ts` must match bit for
- * bit. The model takes a different route to the same numbers on purpose (BigInt sums, BigInt rounding),
+ * Exact-mode matmul (Ozaki-style integer limbs): the operand preprocessing in TypeScript (the GPU does the
+ * same in `exactPrepWgsl`; tests hold both to the same bits) and a CPU model of the whole algorithm that the
+ * WGSL kernel in `matmulExact.ts` must match bit for bit. The model takes a different route to the same numbers on purpose (BigInt sums, BigInt rounding),
  * so that a shared mistake in the GPU's 64-bit emulation or its rounding cannot hide.
  *
  * The scheme, for C = A @ B with A [M,K] and B [K,N] float32:

@@ -270,6 +270,28 @@ describe.skipIf(!device)('exact matmul: WebGPU kernel equals the CPU model bit f
     }
   })
 
+  it('splits into limbs on the GPU exactly as the TypeScript preprocessing does', async () => {
+    const [m, k, n] = [7, 29, 6]
+    const a = mixed(m * k, 51)
+    const b = mixed(k * n, 52)
+    a[3] = 1e-41 // subnormal, flushed by both
+    a.fill(0, k, 2 * k)
+    b[5] = -3e-39
+    const want = matmulExactReference(a, b, m, k, n)
+    for (const scheme of [{ limbs: 3, minPairOrder: 1 }, { limbs: 2, minPairOrder: 0 }, { limbs: 1, minPairOrder: 0 }]) {
+      const k3 = new ExactMatmul(dev, { ...scheme, dot4 })
+      const model = matmulExactReference(a, b, m, k, n, scheme)
+      expect(firstDifference(await k3.run(a, b, m, k, n, 'gpu'), model)).toBe(-1)
+      expect(firstDifference(await k3.run(a, b, m, k, n, 'cpu'), model)).toBe(-1)
+    }
+    expect(firstDifference(await kernel().run(a, b, m, k, n, 'gpu'), want)).toBe(-1)
+    const bad = a.slice()
+    bad[10] = Infinity
+    await expect(kernel().run(bad, b, m, k, n, 'gpu')).rejects.toThrow(ExactMatmulError)
+    bad[10] = NaN
+    await expect(kernel().run(bad, b, m, k, n, 'gpu')).rejects.toThrow(ExactMatmulError)
+  })
+
   it('same inputs twice give the same bytes, and the pinned digest', async () => {
     const [a, b] = pinnedInput()
     const k1 = kernel()

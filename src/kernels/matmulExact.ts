@@ -3,10 +3,11 @@
  * output bits are the same on every conforming WebGPU implementation. The scheme and its error bound are
  * described in `exactReference.ts`, whose CPU model this kernel matches bit for bit.
  *
- * Split of work: the preprocessing (shared exponents, mantissas, limbs) runs on the CPU in TypeScript for
- * now (`prepareA`/`prepareB`); the GPU does the integer matmul of every kept limb pair, the exact 64-bit
- * recombination (two u32 words, wrapping adds with carries) and the conversion to float32 with an explicit
- * round-to-nearest-even in integer code. No float operation touches the result path: the shader has no
+ * Everything runs on the GPU by default: preprocessing (shared exponents, mantissas, limbs; `exactPrepWgsl`,
+ * integer and bit operations on the inputs' bit patterns), the integer matmul of every kept limb pair, the
+ * exact 64-bit recombination (two u32 words, wrapping adds with carries) and the conversion to float32 with
+ * an explicit round-to-nearest-even in integer code. The same preprocessing exists in TypeScript
+ * (`prepareA`/`prepareB`, upload with prep 'cpu'); tests hold the two to the same bits. No float operation touches the result path: the shader has no
  * f32 value at all and writes the float32 bit patterns as u32 (a tfjs-registered variant can store
  * `bitcast<f32>(bits)` instead: the kernel never produces NaN or subnormal bits, so a store keeps them).
  */
@@ -27,6 +28,8 @@ export { DEFAULT_EXACT_SCHEME, ExactMatmulError, type ExactScheme }
 
 const KERNEL_VERSION = 1
 const WORKGROUP = 8
+/** WebGPU's guaranteed maxComputeWorkgroupsPerDimension. */
+const MAX_WORKGROUPS = 65535
 
 export interface ExactMatmulOptions extends Partial<ExactScheme> {
   /**
@@ -167,6 +170,83 @@ ${adds.join('\n')}
 `
 }
 
+/**
+ * WGSL of the GPU preprocessing, the same arithmetic as `prepareOperand`: integer and bit operations on the
+ * inputs' bit patterns (read as u32: no f32 value exists in the shader). Element k of group g is
+ * `src[g * gStride + k * kStride]` (A's rows: gStride = K, kStride = 1; B's columns: 1 and N).
+ * `exponents` runs one workgroup per group (max exponent field); `limbs` one invocation per (group, word),
+ * so each packed word has one writer and needs no atomics. A non-finite input sets `status` to 1.
+ */
+export function exactPrepWgsl(limbs: number): string {
+  checkScheme({ limbs, minPairOrder: 0 })
+  const w = mantissaBits(limbs)
+  return /* wgsl */ `
+struct Prep { groups: u32, K: u32, KW: u32, gStride: u32, kStride: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<storage, read> src: array<u32>;
+@group(0) @binding(1) var<storage, read_write> exps: array<i32>;
+@group(0) @binding(2) var<storage, read_write> packed: array<u32>;
+@group(0) @binding(3) var<storage, read_write> status: atomic<u32>;
+@group(0) @binding(4) var<uniform> prep: Prep;
+
+// One workgroup per group: 64 invocations stride over K, then an integer atomicMax in workgroup memory
+// (max is order-independent, so the schedule cannot change the result).
+var<workgroup> groupMax: atomic<i32>;
+
+@compute @workgroup_size(64)
+fn exponents(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = wid.x;
+  if (lid == 0u) { atomicStore(&groupMax, -1); }
+  workgroupBarrier();
+  var maxE = -1;
+  for (var k = lid; k < prep.K; k += 64u) {
+    let ef = i32((src[g * prep.gStride + k * prep.kStride] >> 23u) & 0xffu);
+    if (ef == 255) { atomicMax(&status, 1u); }
+    // Field 0 (zero or subnormal, flushed) never sets the exponent.
+    if (ef != 0 && ef > maxE) { maxE = ef; }
+  }
+  atomicMax(&groupMax, maxE);
+  workgroupBarrier();
+  if (lid == 0u) {
+    let e = atomicLoad(&groupMax);
+    exps[g] = select(e - 127, 0, e < 0);
+  }
+}
+
+@compute @workgroup_size(64)
+fn limbs(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let idx = gid.x;
+  if (idx >= prep.groups * prep.KW) { return; }
+  let g = idx / prep.KW;
+  let word = idx % prep.KW;
+  let e = exps[g];
+${Array.from({ length: limbs }, (_, p) => `  var w${p} = 0u;`).join('\n')}
+  for (var b = 0u; b < 4u; b++) {
+    let k = word * 4u + b;
+    if (k >= prep.K) { break; }
+    let bits = src[g * prep.gStride + k * prep.kStride];
+    let ef = i32((bits >> 23u) & 0xffu);
+    var m = 0;
+    if (ef != 0 && ef != 255) {
+      let s = (bits & 0x7fffffu) | 0x800000u;
+      // m = RNE(s / 2^r), r = e - E + 24 - W >= 24 - W >= 2 (W <= 22), so always a right shift.
+      let r = u32(e - (ef - 127) + ${24 - w});
+      var q = 0u;
+      if (r < 32u) {
+        q = s >> r;
+        let rem = s & ((1u << r) - 1u);
+        let half = 1u << (r - 1u);
+        if (rem > half || (rem == half && (q & 1u) == 1u)) { q = q + 1u; }
+      }
+      m = select(i32(q), -i32(q), (bits >> 31u) == 1u);
+    }
+    // Balanced base-256 digits: the low byte read as signed, then an exact arithmetic shift.
+${Array.from({ length: limbs }, (_, p) => `    let d${p} = extractBits(m, 0u, 8u);\n    w${p} = w${p} | ((bitcast<u32>(d${p}) & 0xffu) << (8u * b));\n    m = (m - d${p}) >> 8u;`).join('\n')}
+  }
+${Array.from({ length: limbs }, (_, p) => `  packed[(${p}u * prep.groups + g) * prep.KW + word] = w${p};`).join('\n')}
+}
+`
+}
+
 /** One matmul's GPU buffers, uploaded once; `submit` can run repeatedly (for benchmarks). */
 export interface ExactMatmulRun {
   readonly m: number
@@ -199,48 +279,153 @@ export class ExactMatmul {
     this.pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } })
   }
 
-  /** Splits A and B on the CPU and uploads the limbs. */
-  upload(a: Float32Array, b: Float32Array, m: number, k: number, n: number): ExactMatmulRun {
+  /**
+   * Uploads A and B for repeated runs. prep 'gpu' (default) uploads the float32 bits and splits them into
+   * limbs on the GPU in each `submit`; 'cpu' splits them here in TypeScript and uploads the limbs.
+   */
+  upload(
+    a: Float32Array,
+    b: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    prep: 'gpu' | 'cpu' = 'gpu',
+  ): ExactMatmulRun {
     checkShape(m, k, n, a.length, b.length)
-    const A = prepareA(a, m, k, this.scheme.limbs)
-    const B = prepareB(b, k, n, this.scheme.limbs)
-    return this.uploadPrepared(A, B)
+    // The exponent pass runs one workgroup per row of A and per column of B.
+    if (prep === 'gpu' && Math.max(m, n) > MAX_WORKGROUPS) {
+      throw new ExactMatmulError(`M and N must be at most ${MAX_WORKGROUPS} for GPU preprocessing; use prep 'cpu'`)
+    }
+    if (prep === 'cpu') {
+      return this.uploadPrepared(prepareA(a, m, k, this.scheme.limbs), prepareB(b, k, n, this.scheme.limbs))
+    }
+    const device = this.device
+    const L = this.scheme.limbs
+    const kWords = Math.ceil(k / 4)
+    const bitsOf = (x: Float32Array) => new Uint32Array(x.buffer, x.byteOffset, x.length)
+    const aSrc = this.storage(bitsOf(a))
+    const bSrc = this.storage(bitsOf(b))
+    const aExp = this.storage(m * 4)
+    const bExp = this.storage(n * 4)
+    const aPacked = this.storage(L * m * kWords * 4)
+    const bPacked = this.storage(L * n * kWords * 4)
+    const status = this.storage(4, GPUBufferUsage.COPY_SRC)
+    const statusRead = device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+    const prepPipelines = this.prepPipelines()
+    const passes: Array<{ pipeline: GPUComputePipeline; bindGroup: GPUBindGroup; groups: number }> = []
+    const extra: GPUBuffer[] = [aSrc, bSrc, status, statusRead]
+    for (const [src, exps, packed, groups, gStride, kStride] of [
+      [aSrc, aExp, aPacked, m, k, 1],
+      [bSrc, bExp, bPacked, n, 1, n],
+    ] as const) {
+      const params = device.createBuffer({ size: 32, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST })
+      device.queue.writeBuffer(params, 0, new Uint32Array([groups, k, kWords, gStride, kStride, 0, 0, 0]))
+      extra.push(params)
+      const entries = [src, exps, packed, status, params].map((buffer, binding) => ({ binding, resource: { buffer } }))
+      passes.push({
+        pipeline: prepPipelines.exponents,
+        bindGroup: device.createBindGroup({ layout: prepPipelines.exponents.getBindGroupLayout(0), entries }),
+        groups,
+      })
+      passes.push({
+        pipeline: prepPipelines.limbs,
+        bindGroup: device.createBindGroup({ layout: prepPipelines.limbs.getBindGroupLayout(0), entries }),
+        groups: Math.ceil((groups * kWords) / 64),
+      })
+    }
+    return this.makeRun(m, n, kWords, aPacked, bPacked, aExp, bExp, passes, extra, async () => {
+      const encoder = device.createCommandEncoder()
+      encoder.copyBufferToBuffer(status, 0, statusRead, 0, 4)
+      device.queue.submit([encoder.finish()])
+      await statusRead.mapAsync(GPUMapMode.READ)
+      const flag = new Uint32Array(statusRead.getMappedRange().slice(0))[0]
+      statusRead.unmap()
+      if (flag !== 0) throw new ExactMatmulError('non-finite input')
+    })
   }
 
+  private prepCache: { exponents: GPUComputePipeline; limbs: GPUComputePipeline } | null = null
+
+  private prepPipelines(): { exponents: GPUComputePipeline; limbs: GPUComputePipeline } {
+    if (!this.prepCache) {
+      const module = this.device.createShaderModule({ code: exactPrepWgsl(this.scheme.limbs) })
+      // One explicit layout for both entry points: an 'auto' layout would hold only the bindings each one
+      // uses, and the shared bind group would not fit either.
+      const storage = (type: GPUBufferBindingType) => ({ visibility: GPUShaderStage.COMPUTE, buffer: { type } })
+      const bindGroupLayout = this.device.createBindGroupLayout({
+        entries: [
+          { binding: 0, ...storage('read-only-storage') },
+          { binding: 1, ...storage('storage') },
+          { binding: 2, ...storage('storage') },
+          { binding: 3, ...storage('storage') },
+          { binding: 4, ...storage('uniform') },
+        ],
+      })
+      const layout = this.device.createPipelineLayout({ bindGroupLayouts: [bindGroupLayout] })
+      const make = (entryPoint: string) => this.device.createComputePipeline({ layout, compute: { module, entryPoint } })
+      this.prepCache = { exponents: make('exponents'), limbs: make('limbs') }
+    }
+    return this.prepCache
+  }
+
+  private storage(data: Uint32Array | Int32Array | number, usage = 0): GPUBuffer {
+    const bytes = typeof data === 'number' ? data : data.byteLength
+    // WebGPU rejects zero-sized bindings; every array here has at least one element (M, N, K >= 1).
+    const buffer = this.device.createBuffer({
+      size: Math.max(4, bytes),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | usage,
+    })
+    if (typeof data !== 'number') this.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength)
+    return buffer
+  }
+
+  /** Uploads operands already split on the CPU (`prepareA`, `prepareB`). */
   uploadPrepared(A: ExactOperand, B: ExactOperand): ExactMatmulRun {
     if (A.k !== B.k) throw new ExactMatmulError(`inner dimensions differ: ${A.k} vs ${B.k}`)
+    const aBuf = this.storage(A.packed)
+    const bBuf = this.storage(B.packed)
+    const aExp = this.storage(A.exponents)
+    const bExp = this.storage(B.exponents)
+    return this.makeRun(A.groups, B.groups, A.kWords, aBuf, bBuf, aExp, bExp, [], [], async () => {})
+  }
+
+  private makeRun(
+    m: number,
+    n: number,
+    kWords: number,
+    aBuf: GPUBuffer,
+    bBuf: GPUBuffer,
+    aExp: GPUBuffer,
+    bExp: GPUBuffer,
+    prepPasses: ReadonlyArray<{ pipeline: GPUComputePipeline; bindGroup: GPUBindGroup; groups: number }>,
+    extraBuffers: readonly GPUBuffer[],
+    checkStatus: () => Promise<void>,
+  ): ExactMatmulRun {
     const device = this.device
-    const m = A.groups
-    const n = B.groups
-    const storage = (data: Uint32Array | Int32Array): GPUBuffer => {
-      // WebGPU rejects zero-sized bindings; every array here has at least one element (M, N, K >= 1).
-      const buffer = device.createBuffer({
-        size: Math.max(4, data.byteLength),
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-      })
-      device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength)
-      return buffer
-    }
-    const aBuf = storage(A.packed)
-    const bBuf = storage(B.packed)
-    const aExp = storage(A.exponents)
-    const bExp = storage(B.exponents)
     const outBytes = m * n * 4
     const out = device.createBuffer({ size: outBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC })
     const staging = device.createBuffer({ size: outBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
     const params = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST })
-    device.queue.writeBuffer(params, 0, new Uint32Array([m, n, A.kWords, 0]))
+    device.queue.writeBuffer(params, 0, new Uint32Array([m, n, kWords, 0]))
     const bindGroup = device.createBindGroup({
       layout: this.pipeline.getBindGroupLayout(0),
       entries: [aBuf, bBuf, aExp, bExp, out, params].map((buffer, binding) => ({ binding, resource: { buffer } })),
     })
-    const buffers = [aBuf, bBuf, aExp, bExp, out, staging, params]
+    const buffers = [aBuf, bBuf, aExp, bExp, out, staging, params, ...extraBuffers]
     const pipeline = this.pipeline
     return {
       m,
       n,
       submit() {
         const encoder = device.createCommandEncoder()
+        // Passes run in order: the limb pass reads the exponents, the matmul the limbs.
+        for (const p of prepPasses) {
+          const pass = encoder.beginComputePass()
+          pass.setPipeline(p.pipeline)
+          pass.setBindGroup(0, p.bindGroup)
+          pass.dispatchWorkgroups(p.groups)
+          pass.end()
+        }
         const pass = encoder.beginComputePass()
         pass.setPipeline(pipeline)
         pass.setBindGroup(0, bindGroup)
@@ -249,6 +434,7 @@ export class ExactMatmul {
         device.queue.submit([encoder.finish()])
       },
       async read() {
+        await checkStatus()
         const encoder = device.createCommandEncoder()
         encoder.copyBufferToBuffer(out, 0, staging, 0, outBytes)
         device.queue.submit([encoder.finish()])
@@ -264,8 +450,15 @@ export class ExactMatmul {
   }
 
   /** C = A @ B, exactly as `matmulExactReference` computes it. */
-  async run(a: Float32Array, b: Float32Array, m: number, k: number, n: number): Promise<Float32Array> {
-    const job = this.upload(a, b, m, k, n)
+  async run(
+    a: Float32Array,
+    b: Float32Array,
+    m: number,
+    k: number,
+    n: number,
+    prep: 'gpu' | 'cpu' = 'gpu',
+  ): Promise<Float32Array> {
+    const job = this.upload(a, b, m, k, n, prep)
     try {
       job.submit()
       return await job.read()
