@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs'
+
 /**
  * A WebGPU device in Node through Dawn's `webgpu` package, for kernel tests and benchmarks. Browsers get
  * their device from tfjs; this module exists because CI has no browser in the unit tests, and Dawn on
@@ -30,11 +32,15 @@ let dawn: Promise<DawnModule | { unavailable: string }> | null = null
 
 /**
  * Loads Dawn once per process. The ICD variable must be set before the native module loads, since the
- * Vulkan loader reads it at that moment; an explicit value from the environment wins.
+ * Vulkan loader reads it at that moment. An explicit value from the environment wins, and SwiftShader is
+ * the default only where it is installed: pointing the loader at a missing file would hide a real GPU's
+ * driver. (To test a real GPU on a machine that also has Chromium, set VK_ICD_FILENAMES to its ICD.)
  */
 export function loadDawn(): Promise<DawnModule | { unavailable: string }> {
   dawn ??= (async () => {
-    process.env.VK_ICD_FILENAMES ??= SWIFTSHADER_ICD
+    if (process.env.VK_ICD_FILENAMES === undefined && existsSync(SWIFTSHADER_ICD)) {
+      process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD
+    }
     try {
       const mod = (await import('webgpu')) as unknown as DawnModule
       // GPUBufferUsage, GPUMapMode and friends: tfjs-backend-webgpu reads them as globals.

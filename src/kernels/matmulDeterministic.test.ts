@@ -82,12 +82,15 @@ describe.skipIf(skip)('deterministic matmul on Dawn', () => {
     expect(Buffer.from(second.buffer).equals(Buffer.from(first.buffer))).toBe(true)
   })
 
-  it('matches the pinned digest (a changed kernel must update it knowingly)', async () => {
+  it('matches the pinned SwiftShader digest (a changed kernel must update it knowingly)', async () => {
     const c = cases[0]!
     const out = await run(c, operands(c, 7))
     const digest = sha256Hex(new Uint8Array(out.buffer, out.byteOffset, out.byteLength))
-    console.log(`pinned digest input (${gpu!.info.vendor}/${gpu!.info.architecture}): ${digest}`)
-    expect(digest).toBe(PINNED_DENSE1_DIGEST)
+    const { vendor, architecture } = gpu!.info
+    console.log(`dense1 forward digest on ${vendor}/${architecture}: ${digest}`)
+    // Pinned for the implementation CI runs; another may contract multiply-adds differently (see the
+    // kernel's module comment), so elsewhere the digest is only reported.
+    if (architecture === 'swiftshader') expect(digest).toBe(PINNED_DENSE1_DIGEST)
   })
 })
 
