@@ -290,6 +290,7 @@ describe.skipIf(!device)('exact matmul: WebGPU kernel equals the CPU model bit f
     await expect(kernel().run(bad, b, m, k, n, 'gpu')).rejects.toThrow(ExactMatmulError)
     bad[10] = NaN
     await expect(kernel().run(bad, b, m, k, n, 'gpu')).rejects.toThrow(ExactMatmulError)
+    await expect(kernel().run(a, b, m, k + 1, n)).rejects.toThrow(ExactMatmulError)
   })
 
   it('same inputs twice give the same bytes, and the pinned digest', async () => {

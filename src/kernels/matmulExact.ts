@@ -258,6 +258,13 @@ export interface ExactMatmulRun {
   destroy(): void
 }
 
+function checkGpuPrep(m: number, n: number, prep: 'gpu' | 'cpu'): void {
+  // The exponent pass runs one workgroup per row of A and per column of B.
+  if (prep === 'gpu' && Math.max(m, n) > MAX_WORKGROUPS) {
+    throw new ExactMatmulError(`M and N must be at most ${MAX_WORKGROUPS} for GPU preprocessing; use prep 'cpu'`)
+  }
+}
+
 export class ExactMatmul {
   readonly scheme: ExactScheme
   readonly dot4: boolean
@@ -292,10 +299,7 @@ export class ExactMatmul {
     prep: 'gpu' | 'cpu' = 'gpu',
   ): ExactMatmulRun {
     checkShape(m, k, n, a.length, b.length)
-    // The exponent pass runs one workgroup per row of A and per column of B.
-    if (prep === 'gpu' && Math.max(m, n) > MAX_WORKGROUPS) {
-      throw new ExactMatmulError(`M and N must be at most ${MAX_WORKGROUPS} for GPU preprocessing; use prep 'cpu'`)
-    }
+    checkGpuPrep(m, n, prep)
     if (prep === 'cpu') {
       return this.uploadPrepared(prepareA(a, m, k, this.scheme.limbs), prepareB(b, k, n, this.scheme.limbs))
     }
@@ -458,9 +462,15 @@ export class ExactMatmul {
     n: number,
     prep: 'gpu' | 'cpu' = 'gpu',
   ): Promise<Float32Array> {
+    // Typed errors first, so that no error scope is left pushed when they throw.
+    checkShape(m, k, n, a.length, b.length)
+    checkGpuPrep(m, n, prep)
+    this.device.pushErrorScope('validation')
     const job = this.upload(a, b, m, k, n, prep)
     try {
       job.submit()
+      const error = await this.device.popErrorScope()
+      if (error) throw new ExactMatmulError(`WebGPU rejected the exact matmul: ${error.message}`)
       return await job.read()
     } finally {
       job.destroy()
