@@ -2,7 +2,7 @@
  * Kernel benchmark: `npx tsx bench/kernels.ts` writes bench/results/kernels.md and kernels.json.
  *
  * For each preset shape, side by side in one run on one adapter: stock tfjs-webgpu `tf.matMul`, the
- * deterministic matmul (src/kernels/matmulDeterministic.ts, when that module is present) and the exact
+ * deterministic matmul (src/kernels/matmulDeterministic.ts) and the exact
  * integer-limb matmul (src/kernels/matmulExact.ts). Median of BENCH_REPS (default 20) after warm-up.
  *
  * On a machine with a real GPU (Dawn on Vulkan): run the same command with VK_ICD_FILENAMES unset (or
@@ -15,6 +15,9 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as tf from '@tensorflow/tfjs'
 import { matmulExactReference, matmulF64, prepareA, prepareB } from '../src/kernels/exactReference.ts'
+import { acquireNodeGpu, isUnavailable } from '../src/kernels/device.ts'
+import { matmulProgram, matmulUniformValues, type MatMulDims } from '../src/kernels/matmulDeterministic.ts'
+import { readBuffer, runProgram, storageBuffer, uniformBuffer } from '../src/kernels/program.ts'
 import { ExactMatmul, hasDot4 } from '../src/kernels/matmulExact.ts'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
@@ -28,38 +31,6 @@ const SHAPES: Array<{ name: string; m: number; k: number; n: number }> = [
   { name: 'MLP layer 1 weight gradient [784x32]@[32x64]', m: 784, k: 32, n: 64 },
   { name: 'odd sizes [5x13]@[13x7]', m: 5, k: 13, n: 7 },
 ]
-
-/** The deterministic kernel's module, typed by what this script uses; absent until it lands. */
-interface DeterministicModule {
-  matmulProgram(
-    v: { transposeA: boolean; transposeB: boolean; bias: boolean; activation: 'linear' },
-    d: { batch: number; batchA: number; batchB: number; m: number; n: number; k: number },
-  ): unknown
-  matmulUniformValues(d: object): number[]
-}
-interface ProgramModule {
-  runProgram(device: GPUDevice, program: unknown, buffers: readonly GPUBuffer[]): Promise<void>
-  storageBuffer(device: GPUDevice, data: Float32Array | Int32Array | number): GPUBuffer
-  uniformBuffer(device: GPUDevice, data: Int32Array): GPUBuffer
-  readBuffer(device: GPUDevice, buffer: GPUBuffer, bytes: number): Promise<Uint8Array>
-}
-
-async function loadDeterministic(): Promise<{ det: DeterministicModule; program: ProgramModule } | string> {
-  // Specifiers in variables: this script must type-check and run whether or not those modules exist yet.
-  const detPath = '../src/kernels/matmulDeterministic.ts'
-  const programPath = '../src/kernels/program.ts'
-  try {
-    const det = (await import(detPath)) as Partial<DeterministicModule>
-    const program = (await import(programPath)) as Partial<ProgramModule>
-    if (typeof det.matmulProgram !== 'function' || typeof det.matmulUniformValues !== 'function' ||
-      typeof program.runProgram !== 'function') {
-      return 'matmulDeterministic.ts has no standalone runner with the expected exports'
-    }
-    return { det: det as DeterministicModule, program: program as ProgramModule }
-  } catch (error) {
-    return `matmulDeterministic.ts not available: ${String(error).split('\n')[0]}`
-  }
-}
 
 function uniform(n: number, seed: number): Float32Array {
   let s = seed >>> 0
@@ -87,14 +58,14 @@ interface Row {
   k: number
   n: number
   stockMs: number
-  deterministicMs: number | null
-  deterministicKernelMs: number | null
+  deterministicMs: number
+  deterministicKernelMs: number
   exactMs: number
   exactKernelMs: number
   cpuPrepMs: number
   exactOverStock: number
-  deterministicOverStock: number | null
-  gflops: { stock: number; deterministic: number | null; exact: number }
+  deterministicOverStock: number
+  gflops: { stock: number; deterministic: number; exact: number }
   exactMatchesModel: boolean
   exactMaxAbsDiffVsStock: number
   /** max over outputs of |C - C64| / (|A| @ |B|), C64 the float64 product of the same float32 inputs. */
@@ -111,14 +82,10 @@ function maxRelErr(c: Float32Array, c64: Float64Array, scale: Float64Array): num
 }
 
 async function main(): Promise<void> {
-  process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'
-  const { create, globals } = await import('webgpu')
-  Object.assign(globalThis, globals)
-  // Kept in scope to the end: Dawn aborts the process if its instance is collected while devices live.
-  const gpu = create([])
-  const adapter = await gpu.requestAdapter()
-  if (!adapter) throw new Error(`no WebGPU adapter (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES})`)
-  const device = await adapter.requestDevice()
+  // Holds Dawn's GPU instance to the end: Dawn aborts the process if it is collected while devices live.
+  const node = await acquireNodeGpu()
+  if (isUnavailable(node)) throw new Error(node.unavailable)
+  const { gpu, adapter, device } = node
   const dot4 = hasDot4(gpu.wgslLanguageFeatures)
   const adapterLine = `${adapter.info.vendor} / ${adapter.info.architecture} / ${adapter.info.description || 'n/a'}` +
     ` (fallback adapter: ${String((adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? adapter.info.isFallbackAdapter)})`
@@ -128,10 +95,6 @@ async function main(): Promise<void> {
   await import('@tensorflow/tfjs-backend-webgpu')
   if (!(await tf.setBackend('webgpu'))) throw new Error('tfjs webgpu backend did not initialise')
   await tf.ready()
-
-  const deterministic = await loadDeterministic()
-  const detNote = typeof deterministic === 'string' ? deterministic : null
-  if (detNote) console.log(`deterministic column left out: ${detNote}`)
 
   const exact = new ExactMatmul(device, { dot4 })
   const rows: Row[] = []
@@ -153,25 +116,20 @@ async function main(): Promise<void> {
     tb.dispose()
 
     // (2) deterministic kernel: operands resident, time dispatch (+ read back).
-    let deterministicMs: number | null = null
-    let deterministicKernelMs: number | null = null
-    if (typeof deterministic !== 'string') {
-      const { det, program } = deterministic
-      const dims = { batch: 1, batchA: 1, batchB: 1, m, n, k }
-      const prog = det.matmulProgram({ transposeA: false, transposeB: false, bias: false, activation: 'linear' }, dims)
-      const buffers = [
-        program.storageBuffer(device, m * n * 4),
-        program.storageBuffer(device, a),
-        program.storageBuffer(device, b),
-        program.uniformBuffer(device, Int32Array.from(det.matmulUniformValues(dims))),
-      ]
-      deterministicKernelMs = await median(() => program.runProgram(device, prog, buffers))
-      deterministicMs = await median(async () => {
-        await program.runProgram(device, prog, buffers)
-        await program.readBuffer(device, buffers[0]!, m * n * 4)
-      })
-      for (const buffer of buffers) buffer.destroy()
-    }
+    const dims: MatMulDims = { batch: 1, batchA: 1, batchB: 1, m, n, k }
+    const prog = matmulProgram({ transposeA: false, transposeB: false, bias: false, activation: 'linear' }, dims)
+    const detBuffers = [
+      storageBuffer(device, m * n * 4),
+      storageBuffer(device, a),
+      storageBuffer(device, b),
+      uniformBuffer(device, Int32Array.from(matmulUniformValues(dims))),
+    ]
+    const deterministicKernelMs = await median(() => runProgram(device, prog, detBuffers))
+    const deterministicMs = await median(async () => {
+      await runProgram(device, prog, detBuffers)
+      await readBuffer(device, detBuffers[0]!, m * n * 4)
+    })
+    for (const buffer of detBuffers) buffer.destroy()
 
     // (3) exact kernel: float32 inputs resident; every submit runs the GPU preprocessing and the matmul.
     // The TypeScript preprocessing is timed on its own, for comparison.
@@ -217,8 +175,8 @@ async function main(): Promise<void> {
       exactKernelMs,
       cpuPrepMs,
       exactOverStock: exactMs / stockMs,
-      deterministicOverStock: deterministicMs === null ? null : deterministicMs / stockMs,
-      gflops: { stock: gf(stockMs), deterministic: deterministicMs === null ? null : gf(deterministicMs), exact: gf(exactMs) },
+      deterministicOverStock: deterministicMs / stockMs,
+      gflops: { stock: gf(stockMs), deterministic: gf(deterministicMs), exact: gf(exactMs) },
       exactMatchesModel,
       exactMaxAbsDiffVsStock,
       relErr,
@@ -228,7 +186,7 @@ async function main(): Promise<void> {
   }
 
   tf.engine().reset()
-  device.destroy()
+  await node.release()
   delete (globalThis as { navigator?: unknown }).navigator
 
   const f = (x: number | null, digits = 2): string => (x === null ? '—' : x.toFixed(digits))
@@ -250,7 +208,6 @@ async function main(): Promise<void> {
     'The machine is shared and has 2 cores: figures move by up to 2x between runs.',
     "`onSubmittedWorkDone()` in Dawn's Node binding resolves on a polling tick (about 4 ms here), so the",
     '"kernel" columns cannot show less than that; the round-trip columns (mapAsync) are the finer ones.',
-    detNote ? `\nDeterministic column left out: ${detNote}.` : '',
     '',
     '| shape | stock | deterministic | det. kernel | exact | exact kernel | CPU prep | exact/stock | det./stock | GFLOP/s stock / det. / exact | exact = CPU model | max abs diff exact vs stock |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
@@ -276,11 +233,9 @@ async function main(): Promise<void> {
   await writeFile(join(RESULTS, 'kernels.md'), md)
   await writeFile(
     join(RESULTS, 'kernels.json'),
-    JSON.stringify({ generatedAt: new Date().toISOString(), adapter: adapterLine, dot4, reps: REPS, scheme: exact.bundleId,
-      deterministicNote: detNote, rows }, null, 2) + '\n',
+    JSON.stringify({ generatedAt: new Date().toISOString(), adapter: adapterLine, dot4, reps: REPS, scheme: exact.bundleId, rows }, null, 2) + '\n',
   )
   console.log(md)
-  void gpu
 }
 
 await main()

@@ -13,34 +13,18 @@ import {
   roundToF32Bits,
   type ExactScheme,
 } from './exactReference.ts'
+import { acquireNodeGpu, isUnavailable } from './device.ts'
 import { ExactMatmul, exactBundleId, exactMatmulWgsl, hasDot4 } from './matmulExact.ts'
 
-/** Dawn's `webgpu` package on SwiftShader (or whatever Vulkan driver the machine has); null: tests skip. */
-// The GPU object must stay reachable: if the garbage collector takes Dawn's instance while its device lives,
-// the process aborts ("The futex facility returned an unexpected error code").
-let keepAlive: unknown
-async function acquireGpu(): Promise<{ device: GPUDevice; dot4: boolean } | { reason: string }> {
-  try {
-    process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'
-    const { create, globals } = await import('webgpu')
-    Object.assign(globalThis, globals)
-    const gpu = create([])
-    keepAlive = gpu
-    const adapter = await gpu.requestAdapter()
-    if (!adapter) return { reason: 'no WebGPU adapter' }
-    const device = await adapter.requestDevice()
-    return { device, dot4: hasDot4(gpu.wgslLanguageFeatures) }
-  } catch (error) {
-    return { reason: `WebGPU unavailable: ${String(error)}` }
-  }
-}
-
-const gpu = await acquireGpu()
-const device = 'device' in gpu ? gpu.device : undefined
-if (!device) console.warn(`matmulExact GPU tests skipped: ${'reason' in gpu ? gpu.reason : ''}`)
-afterAll(() => {
-  device?.destroy()
-  keepAlive = undefined
+// Dawn's `webgpu` package (SwiftShader where no other Vulkan driver is named). The returned object holds
+// Dawn's GPU instance: if the garbage collector took it while the device lives, the process would abort.
+const node = await acquireNodeGpu()
+const device = isUnavailable(node) ? undefined : node.device
+const dot4 = isUnavailable(node) ? false : hasDot4(node.gpu.wgslLanguageFeatures)
+if (isUnavailable(node)) console.warn(`matmulExact GPU tests skipped: ${node.unavailable}`)
+else console.info(`matmulExact GPU tests on ${node.info.vendor}/${node.info.architecture}, dot4I8Packed: ${dot4}`)
+afterAll(async () => {
+  if (!isUnavailable(node)) await node.release()
 })
 
 /** mulberry32: a seeded generator whose values are exact dyadic rationals (no transcendental functions),
@@ -219,7 +203,6 @@ describe('exact matmul: CPU model', () => {
 
 describe.skipIf(!device)('exact matmul: WebGPU kernel equals the CPU model bit for bit', () => {
   const dev = device as GPUDevice
-  const dot4 = 'dot4' in gpu ? gpu.dot4 : false
   const kernel = () => new ExactMatmul(dev, { dot4 })
 
   it.each(SHAPES)('M=%i K=%i N=%i', async (m, k, n) => {
