@@ -1,15 +1,44 @@
 import * as tf from '@tensorflow/tfjs'
+import { sha256Hex } from '../protocol/hash.ts'
+import { matmulCoreWgsl, MATMUL_DETERMINISTIC_VERSION, type MatMulVariant } from './matmulDeterministic.ts'
+import { registerDeterministicKernels } from './register.ts'
 
 /**
- * Kernels a unit runs with. Until TabTrain's own deterministic WGSL kernels land here, units run on
- * stock tfjs-webgpu 4.22 with one choice pinned: its split-K matmul sums partial products with float
- * atomics in whatever order the GPU schedules them, so the same unit gave different hashes run to run
- * (8 distinct hashes in 10 runs of an [8x4096]@[4096x64] matmul). Program type 3 is the plain tiled
- * matmul, whose reduction order is fixed by its tiles.
+ * Kernels a unit runs with on WebGPU: TabTrain's deterministic matmul (matmulDeterministic.ts) in place
+ * of tfjs-webgpu's BatchMatMul and _FusedMatMul, and stock tfjs-webgpu 4.22 for every other op, with
+ * one choice pinned for the cases that still reach the stock matmul: its split-K program sums partial
+ * products with float atomics in whatever order the GPU schedules them (8 distinct hashes in 10 runs of
+ * an [8x4096]@[4096x64] matmul); program type 3 is the plain tiled matmul, whose order its tiles fix.
  */
 export const WEBGPU_MATMUL_PROGRAM = 3
-export const KERNEL_BUNDLE = `tfjs-webgpu-4.22.0/matmul-program-${WEBGPU_MATMUL_PROGRAM}`
 
+/** Every shader variant the deterministic matmul registers: any change to one changes the bundle id. */
+const MATMUL_VARIANTS: MatMulVariant[] = [false, true].flatMap((transposeA) =>
+  [false, true].flatMap((transposeB) =>
+    [false, true].flatMap((bias) => (['linear', 'relu'] as const).map((activation) => ({ transposeA, transposeB, bias, activation }))),
+  ),
+)
+
+/** First 8 bytes of SHA-256 over the WGSL of every registered variant, in a fixed order. */
+export const DETERMINISTIC_MATMUL_DIGEST = sha256Hex(new TextEncoder().encode(MATMUL_VARIANTS.map(matmulCoreWgsl).join('\n'))).slice(2, 18)
+
+/**
+ * The kernel bundle id: part of every job spec (so a job names the kernels its units must run with)
+ * and of every device class. It carries the digest of the kernels' source, so editing a kernel changes
+ * it and no unit computed with the old kernels can be confused with one computed with the new.
+ */
+export const KERNEL_BUNDLE = `tabtrain-matmul-det-v${MATMUL_DETERMINISTIC_VERSION}-${DETERMINISTIC_MATMUL_DIGEST}+tfjs-webgpu-4.22.0-p${WEBGPU_MATMUL_PROGRAM}`
+
+/** Pins the stock matmul program; used alone by tests that compare against stock tfjs-webgpu. */
 export function configureTfjsWebgpu(): void {
   tf.env().set('WEBGPU_MATMUL_PROGRAM_TYPE', WEBGPU_MATMUL_PROGRAM)
+}
+
+/**
+ * Puts the kernel bundle in place on tfjs's WebGPU backend. Call after `@tensorflow/tfjs-backend-webgpu`
+ * is imported (its import registers the stock kernels that this replaces).
+ */
+export function activateKernelBundle(): void {
+  configureTfjsWebgpu()
+  registerDeterministicKernels()
 }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs'
 import { formatDeviceClass } from '../protocol/index.ts'
-import { configureTfjsWebgpu, KERNEL_BUNDLE } from '../kernels/config.ts'
+import { activateKernelBundle, KERNEL_BUNDLE } from '../kernels/config.ts'
 
 export interface DeviceInfo {
   backend: 'webgpu' | 'wasm' | 'cpu'
@@ -26,7 +26,7 @@ export function browserEngine(userAgent: string): string {
 }
 
 /**
- * WebGPU when an adapter exists (tfjs-webgpu with its nondeterministic split-K matmul pinned off),
+ * WebGPU when an adapter exists (tfjs-webgpu with TabTrain's kernel bundle in place, config.ts),
  * the wasm backend otherwise. The wasm binaries are loaded only on that path.
  */
 export async function selectBackend(wasmPaths?: Record<string, string>): Promise<DeviceInfo> {
@@ -37,7 +37,7 @@ export async function selectBackend(wasmPaths?: Record<string, string>): Promise
     const adapter = await gpu.requestAdapter().catch(() => null)
     if (adapter) {
       await import('@tensorflow/tfjs-backend-webgpu')
-      configureTfjsWebgpu()
+      activateKernelBundle()
       if (await tf.setBackend('webgpu')) {
         await tf.ready()
         const info = adapter.info
