@@ -14,6 +14,7 @@ export const ERROR_STATUS = {
   no_chain: 404,
   lease_not_found: 404,
   blob_not_found: 404,
+  unit_not_found: 404,
   already_submitted: 409,
   stale_round: 409,
   wrong_input: 409,

@@ -37,6 +37,16 @@ describe('coordinator HTTP API', () => {
     expect(info.chain!.rpcUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
   })
 
+  it('serves a unit with the checkpoint it starts from, for verifiers', async () => {
+    const job = await client.job(jobId)
+    const record = await client.unit(jobId, 0, 1)
+    expect(record).toMatchObject({ unit: { jobId, round: 0, unit: 1, inputHash: job.spec.model.initialWeights }, outputHash: null, contributor: null })
+    const missing = await refusal(client.unit(jobId, 0, 4))
+    expect([missing.status, missing.code]).toEqual([404, 'unit_not_found'])
+    const malformed = await refusal(client.unit(jobId, -1, 0))
+    expect([malformed.status, malformed.code]).toEqual([400, 'malformed_request'])
+  })
+
   it('answers an unknown job with 404 and says which', async () => {
     const error = await refusal(client.progress(`0x${'ab'.repeat(32)}`))
     expect(error.status).toBe(404)

@@ -62,6 +62,10 @@ export async function buildHttpServer(options: HttpOptions): Promise<FastifyInst
 
   app.get<{ Params: { jobId: string } }>('/api/jobs/:jobId/progress', async (req) => jobs.progress(req.params.jobId))
 
+  app.get<{ Params: { jobId: string; round: string; unit: string } }>('/api/jobs/:jobId/rounds/:round/units/:unit', async (req) =>
+    jobs.unitRecord(req.params.jobId, req.params.round, req.params.unit),
+  )
+
   app.post<{ Params: { jobId: string }; Body: { contributor?: unknown } }>('/api/jobs/:jobId/leases', async (req) =>
     jobs.lease(req.params.jobId, req.body?.contributor),
   )

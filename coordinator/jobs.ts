@@ -28,6 +28,7 @@ import {
   type LeaseResponse,
   type SubmitResult,
   type TensorList,
+  type UnitRecord,
 } from '../src/protocol/index.ts'
 import { applyAveragedUpdate } from '../src/training/aggregate.ts'
 import { evaluateModel } from '../src/training/evaluate.ts'
@@ -417,6 +418,37 @@ export class JobService {
       )
     })
     this.emitProgress(jobId)
+  }
+
+  /**
+   * One unit with the checkpoint it starts from: the round's input (from the rounds table once closed,
+   * the job's checkpoint while current). Units of future rounds do not exist yet.
+   */
+  async unitRecord(jobId: string, roundInput: unknown, unitInput: unknown): Promise<UnitRecord> {
+    const round = Number(roundInput)
+    const index = Number(unitInput)
+    if (!Number.isInteger(round) || round < 0 || !Number.isInteger(index) || index < 0) {
+      throw new CoordinatorError('malformed_request', 'round and unit must be non-negative integers')
+    }
+    const job = await this.jobRow(this.db, jobId)
+    const [unit] = await this.db.query<UnitRow & { device_class: string | null }>(
+      `SELECT * FROM units WHERE job_id = $1 AND round = $2 AND unit = $3`,
+      [job.id, round, index],
+    )
+    if (!unit) throw new CoordinatorError('unit_not_found', `job ${job.id} has no unit ${index} in round ${round}`)
+    let inputHash = job.checkpoint
+    if (round < job.round) {
+      const [closed] = await this.db.query<{ input_hash: Hash }>(`SELECT input_hash FROM rounds WHERE job_id = $1 AND round = $2`, [job.id, round])
+      inputHash = closed!.input_hash
+    }
+    const accepted = unit.status === 'accepted'
+    return {
+      unit: { jobId: job.id, round, unit: index, inputHash },
+      status: unit.status,
+      outputHash: accepted ? unit.output_hash : null,
+      contributor: accepted && unit.leased_to ? getAddress(unit.leased_to) : null,
+      deviceClass: accepted ? unit.device_class : null,
+    }
   }
 
   /** At start-up: close any round that reached K accepted updates before a crash cut its aggregation. */

@@ -14,6 +14,7 @@ import {
   type RewardsView,
   type SignedClaim,
   type SubmitResult,
+  type UnitRecord,
 } from '../protocol/index.ts'
 
 /** A refusal from the coordinator, with its stable code (e.g. `stale_round`) and HTTP status. */
@@ -59,6 +60,11 @@ export class CoordinatorClient {
 
   progress(jobId: string): Promise<JobProgress> {
     return this.json(`/api/jobs/${jobId}/progress`)
+  }
+
+  /** One unit and the checkpoint it starts from, with the accepted update's hash once there is one. */
+  unit(jobId: string, round: number, unit: number): Promise<UnitRecord> {
+    return this.json(`/api/jobs/${jobId}/rounds/${round}/units/${unit}`)
   }
 
   lease(jobId: string, contributor: Address): Promise<LeaseResponse> {

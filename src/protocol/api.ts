@@ -4,6 +4,7 @@ import type { ChainInfo } from './chain.ts'
 import type { Hash } from './hash.ts'
 import type { JobSpec } from './jobSpec.ts'
 import type { RewardProofRecord } from './rewards.ts'
+import type { WorkUnit } from './unit.ts'
 
 /** Shapes of the coordinator's HTTP answers; the client and the pages read these, the service writes them. */
 
@@ -130,6 +131,16 @@ export interface JobProgress {
   initial: { heldOutLoss: number; heldOutAccuracy: number } | null
   history: RoundRecord[]
   contributors: ContributorRecord[]
+}
+
+/** One unit as the coordinator knows it: what a verifier re-runs and compares against. */
+export interface UnitRecord {
+  unit: WorkUnit
+  status: 'open' | 'leased' | 'accepted'
+  /** The accepted update's hash and who claimed it, once accepted. */
+  outputHash: Hash | null
+  contributor: Address | null
+  deviceClass: string | null
 }
 
 export interface SubmitResult {
