@@ -212,6 +212,15 @@ describe.skipIf(!device)('exact matmul: WebGPU kernel equals the CPU model bit f
     expect(firstDifference(got, matmulExactReference(a, b, m, k, n))).toBe(-1)
   })
 
+  it('2x2 blocks per invocation give the same bits', async () => {
+    const blocked = new ExactMatmul(dev, { dot4, block: 2 })
+    for (const [m, k, n] of [[5, 13, 7], [32, 64, 10], [784, 32, 64], [1, 6, 1]] as const) {
+      const a = mixed(m * k, m + k, 20)
+      const b = uniform(k * n, k + n)
+      expect(firstDifference(await blocked.run(a, b, m, k, n), matmulExactReference(a, b, m, k, n))).toBe(-1)
+    }
+  })
+
   it('zero rows and columns, negatives, mixed magnitudes 1e-30..1e30 with overflow and underflow', async () => {
     const [m, k, n] = [9, 23, 11]
     const a = mixed(m * k, 21)

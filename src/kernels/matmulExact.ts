@@ -38,6 +38,11 @@ export interface ExactMatmulOptions extends Partial<ExactScheme> {
    * from `navigator.gpu.wgslLanguageFeatures` where that exists, else false.
    */
   readonly dot4?: boolean
+  /**
+   * Outputs per invocation in each dimension: 2 loads each limb word once for two dot products (fewer
+   * memory reads on a GPU; a longer shader to compile). Same bits either way; not in the bundle id.
+   */
+  readonly block?: 1 | 2
 }
 
 /** Identifies the kernel's arithmetic: goes into the kernel bundle id. Same id, same output bits. */
@@ -54,29 +59,55 @@ function detectDot4(): boolean {
   return hasDot4(nav?.gpu?.wgslLanguageFeatures)
 }
 
-/** WGSL for one scheme; one invocation computes one output element. */
-export function exactMatmulWgsl(scheme: ExactScheme, dot4: boolean): string {
+/** WGSL of the matmul for one scheme; one invocation computes a block x block block of outputs. */
+export function exactMatmulWgsl(scheme: ExactScheme, dot4: boolean, block: 1 | 2 = 1): string {
   checkScheme(scheme)
   const L = scheme.limbs
   const w = mantissaBits(L)
   const pairs = keptPairs(scheme)
   const dot = dot4 ? 'dot4I8Packed' : 'dot4Fallback'
+  // Each invocation computes a block x block tile of outputs (rows r, columns c), so one load of a limb
+  // word serves `block` dot products. Rows and columns past the edge load a clamped (valid) index and are
+  // never stored. The blocking changes no sum: each output's limb-pair sums are the same integers.
+  const R = block
   const loads: string[] = []
-  for (let p = 0; p < L; p++) loads.push(`    let a${p} = aLimbs[(${p}u * M + i) * KW + w];`)
-  for (let q = 0; q < L; q++) loads.push(`    let b${q} = bLimbs[(${q}u * N + j) * KW + w];`)
-  const decls = pairs.map(([p, q]) => `  var acc${p}${q}: i32 = 0;`)
-  const macs = pairs.map(([p, q]) => `    acc${p}${q} += ${dot}(a${p}, b${q});`)
-  // Each pair's i32 sum enters the 64-bit total shifted by 8(p+q) bits, sign-extended. Shift amounts are
-  // fixed per pair, so the three cases (0, 1..31, 32..63) are chosen here rather than in the shader
-  // (WGSL masks shift amounts to 5 bits, so a shift by 32 would silently be a shift by 0).
-  const adds = pairs.map(([p, q]) => {
-    const s = 8 * (p + q)
-    if (s === 0) return `  add64(&hi, &lo, bitcast<u32>(acc${p}${q} >> 31u), bitcast<u32>(acc${p}${q}));`
-    if (s < 32) {
-      return `  add64(&hi, &lo, bitcast<u32>(acc${p}${q} >> ${32 - s}u), bitcast<u32>(acc${p}${q}) << ${s}u);`
+  for (let r = 0; r < R; r++) {
+    for (let p = 0; p < L; p++) loads.push(`    let a${r}_${p} = aLimbs[(${p}u * M + row${r}) * KW + w];`)
+  }
+  for (let c = 0; c < R; c++) {
+    for (let q = 0; q < L; q++) loads.push(`    let b${c}_${q} = bLimbs[(${q}u * N + col${c}) * KW + w];`)
+  }
+  const decls: string[] = []
+  const macs: string[] = []
+  const finals: string[] = []
+  for (let r = 0; r < R; r++) {
+    for (let c = 0; c < R; c++) {
+      const t = `${r}${c}`
+      for (const [p, q] of pairs) {
+        decls.push(`  var acc${t}_${p}${q}: i32 = 0;`)
+        macs.push(`    acc${t}_${p}${q} += ${dot}(a${r}_${p}, b${c}_${q});`)
+      }
+      // Each pair's i32 sum enters the 64-bit total shifted by 8(p+q) bits, sign-extended. Shift amounts
+      // are fixed per pair, so the three cases (0, 1..31, 32..63) are chosen here rather than in the
+      // shader (WGSL masks shift amounts to 5 bits, so a shift by 32 would silently be a shift by 0).
+      const adds = pairs.map(([p, q]) => {
+        const v = `acc${t}_${p}${q}`
+        const sh = 8 * (p + q)
+        if (sh === 0) return `    add64(&hi, &lo, bitcast<u32>(${v} >> 31u), bitcast<u32>(${v}));`
+        if (sh < 32) return `    add64(&hi, &lo, bitcast<u32>(${v} >> ${32 - sh}u), bitcast<u32>(${v}) << ${sh}u);`
+        return `    add64(&hi, &lo, bitcast<u32>(${v}) << ${sh - 32}u, 0u);`
+      })
+      finals.push(`  if (i0 + ${r}u < M && j0 + ${c}u < N) {
+    var hi = 0u;
+    var lo = 0u;
+${adds.join('\n')}
+    outBits[(i0 + ${r}u) * N + j0 + ${c}u] = toF32Bits(hi, lo, aExp[i0 + ${r}u] + bExp[j0 + ${c}u]);
+  }`)
     }
-    return `  add64(&hi, &lo, bitcast<u32>(acc${p}${q}) << ${s - 32}u, 0u);`
-  })
+  }
+  const rowsCols: string[] = []
+  for (let r = 0; r < R; r++) rowsCols.push(`  let row${r} = min(i0 + ${r}u, M - 1u);`)
+  for (let c = 0; c < R; c++) rowsCols.push(`  let col${c} = min(j0 + ${c}u, N - 1u);`)
   return /* wgsl */ `
 // ${exactBundleId(scheme)}; ${dot4 ? 'dot4I8Packed' : 'i32 multiply-add fallback'}
 struct Params { M: u32, N: u32, KW: u32, pad: u32 }
@@ -102,33 +133,18 @@ fn add64(hi: ptr<function, u32>, lo: ptr<function, u32>, xh: u32, xl: u32) {
   *lo = l;
 }
 
-@compute @workgroup_size(${WORKGROUP}, ${WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let M = params.M;
-  let N = params.N;
-  let KW = params.KW;
-  let i = gid.y;
-  let j = gid.x;
-  if (i >= M || j >= N) { return; }
-${decls.join('\n')}
-  for (var w = 0u; w < KW; w++) {
-${loads.join('\n')}
-${macs.join('\n')}
-  }
-  var hi = 0u;
-  var lo = 0u;
-${adds.join('\n')}
-
-  // Sign and magnitude of the 64-bit sum.
+// float32 bits of S · 2^(expSum - 2(W-1)), S = (hi, lo) as a signed 64-bit integer: round to nearest even
+// in integer code; +0 for zero and below the normal range (flushed, like subnormal inputs), ±Inf above it.
+fn toF32Bits(hiIn: u32, loIn: u32, expSum: i32) -> u32 {
+  var hi = hiIn;
+  var lo = loIn;
+  // Sign and magnitude.
   let negative = (hi >> 31u) == 1u;
   if (negative) {
     lo = ~lo + 1u;
     hi = ~hi + select(0u, 1u, lo == 0u);
   }
-  if (hi == 0u && lo == 0u) {
-    outBits[i * N + j] = 0u;
-    return;
-  }
+  if (hi == 0u && lo == 0u) { return 0u; }
   // Normalize: top = the 32 bits below and including the leading one, sticky = any bit under them.
   var top: u32;
   var sticky = false;
@@ -149,23 +165,33 @@ ${adds.join('\n')}
   if (rest > 0x80u || (rest == 0x80u && (sticky || (sig & 1u) == 1u))) {
     sig = sig + 1u;
   }
-  // value = S · 2^(e_i + f_j - 2(W-1)), S's leading bit at pos.
-  var exponent = pos + aExp[i] + bExp[j] - ${2 * (w - 1)};
+  var exponent = pos + expSum - ${2 * (w - 1)};
   if (sig == 0x1000000u) {
     sig = 0x800000u;
     exponent = exponent + 1;
   }
   let biased = exponent + 127;
   let sign = select(0u, 0x80000000u, negative);
-  var bits: u32;
-  if (biased <= 0) {
-    bits = 0u; // below the normal range: flushed to +0, like subnormal inputs
-  } else if (biased >= 255) {
-    bits = sign | 0x7f800000u;
-  } else {
-    bits = sign | (u32(biased) << 23u) | (sig & 0x7fffffu);
+  if (biased <= 0) { return 0u; }
+  if (biased >= 255) { return sign | 0x7f800000u; }
+  return sign | (u32(biased) << 23u) | (sig & 0x7fffffu);
+}
+
+@compute @workgroup_size(${WORKGROUP}, ${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let M = params.M;
+  let N = params.N;
+  let KW = params.KW;
+  let i0 = gid.y * ${R}u;
+  let j0 = gid.x * ${R}u;
+  if (i0 >= M || j0 >= N) { return; }
+${rowsCols.join('\n')}
+${decls.join('\n')}
+  for (var w = 0u; w < KW; w++) {
+${loads.join('\n')}
+${macs.join('\n')}
   }
-  outBits[i * N + j] = bits;
+${finals.join('\n')}
 }
 `
 }
@@ -268,6 +294,7 @@ function checkGpuPrep(m: number, n: number, prep: 'gpu' | 'cpu'): void {
 export class ExactMatmul {
   readonly scheme: ExactScheme
   readonly dot4: boolean
+  readonly block: 1 | 2
   readonly bundleId: string
   private readonly pipeline: GPUComputePipeline
 
@@ -281,8 +308,9 @@ export class ExactMatmul {
     }
     checkScheme(this.scheme)
     this.dot4 = options.dot4 ?? detectDot4()
+    this.block = options.block ?? 1
     this.bundleId = exactBundleId(this.scheme)
-    const module = device.createShaderModule({ code: exactMatmulWgsl(this.scheme, this.dot4) })
+    const module = device.createShaderModule({ code: exactMatmulWgsl(this.scheme, this.dot4, this.block) })
     this.pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } })
   }
 
@@ -417,6 +445,7 @@ export class ExactMatmul {
     })
     const buffers = [aBuf, bBuf, aExp, bExp, out, staging, params, ...extraBuffers]
     const pipeline = this.pipeline
+    const block = this.block
     return {
       m,
       n,
@@ -433,7 +462,7 @@ export class ExactMatmul {
         const pass = encoder.beginComputePass()
         pass.setPipeline(pipeline)
         pass.setBindGroup(0, bindGroup)
-        pass.dispatchWorkgroups(Math.ceil(n / WORKGROUP), Math.ceil(m / WORKGROUP))
+        pass.dispatchWorkgroups(Math.ceil(n / (WORKGROUP * block)), Math.ceil(m / (WORKGROUP * block)))
         pass.end()
         device.queue.submit([encoder.finish()])
       },
