@@ -16,6 +16,7 @@ export default defineConfig({
         index: resolve(import.meta.dirname, 'web/index.html'),
         contribute: resolve(import.meta.dirname, 'web/contribute.html'),
         job: resolve(import.meta.dirname, 'web/job.html'),
+        verify: resolve(import.meta.dirname, 'web/verify.html'),
       },
     },
   },

@@ -1,0 +1,70 @@
+import * as Comlink from 'comlink'
+import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
+import type { UnitRecord } from '../src/protocol/index.ts'
+import type { DeviceInfo, TrainingWorkerApi } from '../src/worker/api.ts'
+import { coordinatorUrlFromPage } from './lib/liveProgress.ts'
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T
+const client = new CoordinatorClient(coordinatorUrlFromPage())
+const worker = new Worker(new URL('../src/worker/worker.ts', import.meta.url), { type: 'module', name: 'tabtrain-verify' })
+const remote = Comlink.wrap<TrainingWorkerApi>(worker)
+
+/**
+ * The verdict a verifier can give from here. Only the same device class promises equal bits; another
+ * class (another vendor, browser or backend) may round differently until exact mode covers every op.
+ */
+function verdict(record: UnitRecord, outputHash: string, device: DeviceInfo): { text: string; kind: 'good' | 'bad' | 'muted' } {
+  if (!record.outputHash) return { text: `not accepted yet (${record.status}): nothing to compare`, kind: 'muted' }
+  if (record.outputHash === outputHash) return { text: 'equal: the accepted update is reproduced bit for bit', kind: 'good' }
+  if (record.deviceClass === device.deviceClass) return { text: 'DIFFERENT on the same device class: evidence against the claim', kind: 'bad' }
+  return { text: `different, but computed on another device class (${record.deviceClass}); compare within the job's tolerance`, kind: 'muted' }
+}
+
+async function run(device: DeviceInfo) {
+  const jobId = $<HTMLInputElement>('job').value.trim()
+  const round = Number($<HTMLInputElement>('round').value)
+  const index = Number($<HTMLInputElement>('unit').value)
+  delete document.body.dataset.outputHash
+  $('verdict').textContent = 'running…'
+  const [job, record] = await Promise.all([client.job(jobId), client.unit(jobId, round, index)])
+  $('input-hash').textContent = record.unit.inputHash
+  $('accepted-hash').textContent = record.outputHash ?? '–'
+  $('accepted-class').textContent = record.deviceClass ? `${record.contributor} on ${record.deviceClass}` : '–'
+  const started = performance.now()
+  const output = await remote.runUnit(job.spec, record.unit)
+  $('time').textContent = `${(performance.now() - started).toFixed(0)} ms`
+  $('output-hash').textContent = output.outputHash
+  const v = verdict(record, output.outputHash, device)
+  $('verdict').innerHTML = `<span class="badge ${v.kind}"></span>`
+  $('verdict').firstElementChild!.textContent = v.text
+  document.body.dataset.outputHash = output.outputHash
+}
+
+async function main() {
+  const params = new URLSearchParams(location.search)
+  const jobs = await client.listJobs()
+  $<HTMLInputElement>('job').value = params.get('job') ?? jobs[0]?.id ?? ''
+  if (params.has('round')) $<HTMLInputElement>('round').value = params.get('round')!
+  if (params.has('unit')) $<HTMLInputElement>('unit').value = params.get('unit')!
+  const device = await remote.init(client.baseUrl)
+  $('backend').textContent = device.backend === 'webgpu' ? 'WebGPU' : device.backend
+  $('device-class').textContent = device.deviceClass
+  $<HTMLButtonElement>('run').disabled = false
+  $('form').addEventListener('submit', (event) => {
+    event.preventDefault()
+    $<HTMLButtonElement>('run').disabled = true
+    run(device)
+      .catch((error: unknown) => {
+        $('verdict').textContent = `failed: ${error instanceof Error ? error.message : String(error)}`
+        document.body.dataset.outputHash = 'error'
+      })
+      .finally(() => ($<HTMLButtonElement>('run').disabled = false))
+  })
+  document.body.dataset.ready = 'true'
+  if (params.get('run') === '1') $<HTMLFormElement>('form').requestSubmit()
+}
+
+main().catch((error: unknown) => {
+  $('verdict').textContent = `Could not start: ${error instanceof Error ? error.message : String(error)}`
+  document.body.dataset.ready = 'error'
+})
