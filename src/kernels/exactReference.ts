@@ -282,7 +282,8 @@ export function exactErrorBound(
       if (p + q < scheme.minPairOrder) drop += 2 ** 14 * 2 ** (8 * (p + q))
     }
   }
-  // Mantissa units are 2^(e-W+1) >= amax · 2^(-W) ... <= amax · 2^(1-W); amax >= 2^e.
+  // A mantissa unit is 2^(e-W+1) <= amax · 2^(1-W) (amax >= 2^e), so rounding costs half of it per element;
+  // a product of two rounded elements is off by at most amax·bmax·(2^-W + 2^-W + 2^-2W).
   const perK = 2 ** (1 - w) + 2 ** (-2 * w) + drop * 2 ** (2 - 2 * w)
   return k * amax * bmax * perK * (1 + 1e-9) + 2 ** -24 * Math.abs(exact) * (1 + 1e-9) + 2 ** -126
 }
