@@ -13,10 +13,10 @@ const remote = Comlink.wrap<TrainingWorkerApi>(worker)
  * The verdict a verifier can give from here. Only the same device class promises equal bits; another
  * class (another vendor, browser or backend) may round differently until exact mode covers every op.
  */
-function verdict(record: UnitRecord, outputHash: string, device: DeviceInfo): { text: string; kind: 'good' | 'bad' | 'muted' } {
+function verdict(record: UnitRecord, outputHash: string, deviceClass: string): { text: string; kind: 'good' | 'bad' | 'muted' } {
   if (!record.outputHash) return { text: `not accepted yet (${record.status}): nothing to compare`, kind: 'muted' }
   if (record.outputHash === outputHash) return { text: 'equal: the accepted update is reproduced bit for bit', kind: 'good' }
-  if (record.deviceClass === device.deviceClass) return { text: 'DIFFERENT on the same device class: evidence against the claim', kind: 'bad' }
+  if (record.deviceClass === deviceClass) return { text: 'DIFFERENT on the same device class: evidence against the claim', kind: 'bad' }
   return { text: `different, but computed on another device class (${record.deviceClass}); compare within the job's tolerance`, kind: 'muted' }
 }
 
@@ -34,7 +34,9 @@ async function run(device: DeviceInfo) {
   const output = await remote.runUnit(job.spec, record.unit)
   $('time').textContent = `${(performance.now() - started).toFixed(0)} ms`
   $('output-hash').textContent = output.outputHash
-  const v = verdict(record, output.outputHash, device)
+  const ranAs = output.deviceClass ?? device.deviceClass
+  $('device-class').textContent = ranAs
+  const v = verdict(record, output.outputHash, ranAs)
   $('verdict').innerHTML = `<span class="badge ${v.kind}"></span>`
   $('verdict').firstElementChild!.textContent = v.text
   document.body.dataset.outputHash = output.outputHash

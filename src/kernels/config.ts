@@ -34,11 +34,33 @@ export function configureTfjsWebgpu(): void {
   tf.env().set('WEBGPU_MATMUL_PROGRAM_TYPE', WEBGPU_MATMUL_PROGRAM)
 }
 
+/** A job names kernels this build does not have: its units cannot be computed here under its name. */
+export class UnsupportedKernelBundleError extends Error {
+  override name = 'UnsupportedKernelBundleError'
+  constructor(readonly bundle: string) {
+    super(`this build has no kernel bundle "${bundle}" (it has: ${Object.keys(KERNEL_BUNDLES).join(', ')})`)
+  }
+}
+
+/** Every bundle this build can run, by id, with what puts it in place on tfjs's WebGPU backend. */
+const KERNEL_BUNDLES: Record<string, () => void> = {
+  [KERNEL_BUNDLE]: () => {
+    configureTfjsWebgpu()
+    registerDeterministicKernels()
+  },
+}
+
+export function knownKernelBundles(): string[] {
+  return Object.keys(KERNEL_BUNDLES)
+}
+
 /**
- * Puts the kernel bundle in place on tfjs's WebGPU backend. Call after `@tensorflow/tfjs-backend-webgpu`
- * is imported (its import registers the stock kernels that this replaces).
+ * Puts a kernel bundle in place on tfjs's WebGPU backend (the default one unless a job names another).
+ * Call after `@tensorflow/tfjs-backend-webgpu` is imported (its import registers the stock kernels that
+ * this replaces). Throws UnsupportedKernelBundleError for a bundle this build does not have.
  */
-export function activateKernelBundle(): void {
-  configureTfjsWebgpu()
-  registerDeterministicKernels()
+export function activateKernelBundle(bundle: string = KERNEL_BUNDLE): void {
+  const activate = KERNEL_BUNDLES[bundle]
+  if (!activate) throw new UnsupportedKernelBundleError(bundle)
+  activate()
 }

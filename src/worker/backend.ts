@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs'
-import { formatDeviceClass } from '../protocol/index.ts'
+import { formatDeviceClass, type DeviceClassParts } from '../protocol/index.ts'
 import { activateKernelBundle, KERNEL_BUNDLE } from '../kernels/config.ts'
 
 export interface DeviceInfo {
@@ -9,7 +9,10 @@ export interface DeviceInfo {
   description: string
   isFallbackAdapter: boolean
   engine: string
+  /** The device class under the default kernel bundle; a unit reports the class of its job's bundle. */
   deviceClass: string
+  /** Everything in the device class except the kernel bundle, which each job names for itself. */
+  classParts: Omit<DeviceClassParts, 'kernelBundle'>
   /** Why WebGPU was not used, when it was not. */
   fallbackReason?: string
 }
@@ -50,6 +53,7 @@ export async function selectBackend(wasmPaths?: Record<string, string>): Promise
           isFallbackAdapter: Boolean((adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter ?? info.isFallbackAdapter),
           engine,
           deviceClass: formatDeviceClass(parts),
+          classParts: { backend: parts.backend, vendor: parts.vendor, architecture: parts.architecture, engine },
         }
       }
       fallbackReason = 'tfjs could not initialise its WebGPU backend'
@@ -71,6 +75,7 @@ export async function selectBackend(wasmPaths?: Record<string, string>): Promise
     isFallbackAdapter: false,
     engine,
     deviceClass: formatDeviceClass(parts),
+    classParts: { backend, vendor: 'cpu', architecture: backend, engine },
     fallbackReason,
   }
 }

@@ -41,6 +41,7 @@ export interface SchedulerOptions {
   client: CoordinatorClient
   executor: UnitExecutor
   signer: TypedDataSigner
+  /** Claimed when the executor does not say which class a unit ran under. */
   deviceClass: string
   jobId: Hash
   onEvent?: (event: SchedulerEvent) => void
@@ -184,7 +185,7 @@ export class Scheduler {
         inputHash: lease.unit.inputHash,
         outputHash: output.outputHash,
         contributor: signer.address,
-        deviceClass: this.options.deviceClass,
+        deviceClass: output.deviceClass ?? this.options.deviceClass,
       },
       this.domain,
     )

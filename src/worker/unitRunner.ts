@@ -21,6 +21,8 @@ export interface UnitOutput {
   losses: number[]
   meanLoss: number
   timings: UnitTimings
+  /** The device class the unit ran under, when the executor knows it (the browser Worker does). */
+  deviceClass?: string
 }
 
 export class SpecIntegrityError extends Error {

@@ -4,11 +4,12 @@ import wasmUrl from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?u
 import wasmSimdUrl from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url'
 import wasmThreadedSimdUrl from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url'
 import { CoordinatorClient } from '../client/coordinatorClient.ts'
-import type { JobSpec, WorkUnit } from '../protocol/index.ts'
+import { formatDeviceClass, type JobSpec, type WorkUnit } from '../protocol/index.ts'
+import { activateKernelBundle } from '../kernels/config.ts'
 import type { TrainingWorkerApi } from './api.ts'
 import { selectBackend, type DeviceInfo } from './backend.ts'
 import { indexedDbCached, memoryCached } from './blobSource.ts'
-import { createUnitRunner, type UnitRunner } from './unitRunner.ts'
+import { createUnitRunner, type UnitOutput, type UnitRunner } from './unitRunner.ts'
 
 let runner: UnitRunner | null = null
 let device: Promise<DeviceInfo> | null = null
@@ -25,8 +26,12 @@ const api: TrainingWorkerApi = {
     return device
   },
   async runUnit(spec: JobSpec, unit: WorkUnit) {
-    if (!runner) throw new Error('init() must be called before runUnit()')
-    const output = await runner.run(spec, unit)
+    if (!runner || !device) throw new Error('init() must be called before runUnit()')
+    const info = await device
+    // The job names the kernels its units must run with; a bundle this build does not have is refused
+    // here rather than computed with other kernels under the job's name.
+    if (info.backend === 'webgpu') activateKernelBundle(spec.kernelBundle)
+    const output: UnitOutput = { ...(await runner.run(spec, unit)), deviceClass: formatDeviceClass({ ...info.classParts, kernelBundle: spec.kernelBundle }) }
     // Hand the update's buffer over instead of copying it.
     return Comlink.transfer(output, [output.updateBytes.buffer as ArrayBuffer])
   },
