@@ -1,0 +1,88 @@
+import * as tf from '@tensorflow/tfjs'
+import { afterAll, describe, expect, it } from 'vitest'
+import { buildMnistPreset } from '../../coordinator/presets/mnist.ts'
+import { jobSpecHash, parseJobSpec, type WorkUnit } from '../protocol/index.ts'
+import { createUnitRunner } from '../worker/unitRunner.ts'
+import { isUnavailable } from './device.ts'
+import { KERNEL_AUDIT, PROGRAM_AUDIT, recordKernels, REDUCE_ADAPTER_DEPENDENT_SIZE, type KernelRecorder } from './opAudit.ts'
+import { registerDeterministicKernels } from './register.ts'
+import { setupTfjsWebgpu } from './testing/tfjsWebgpu.ts'
+
+const tfjs = await setupTfjsWebgpu()
+const unavailable = isUnavailable(tfjs) ? tfjs.unavailable : null
+if (unavailable) console.warn(`op audit tests skipped: ${unavailable}`)
+
+afterAll(async () => {
+  if (!isUnavailable(tfjs)) await tfjs.teardown()
+})
+
+describe('op audit table', () => {
+  it('gives every entry a class, a verdict and a reason', () => {
+    for (const [name, entry] of [...Object.entries(KERNEL_AUDIT), ...Object.entries(PROGRAM_AUDIT)]) {
+      expect(['matmul', 'element-wise', 'reduction', 'data-movement'], name).toContain(entry.class)
+      expect(entry.reason.length, name).toBeGreaterThan(20)
+    }
+  })
+})
+
+describe.skipIf(unavailable !== null)('op audit: what the MNIST preset unit dispatches on tfjs-webgpu (Node, Dawn)', () => {
+  let recorded: KernelRecorder
+
+  it('runs a 2-step preset unit with the deterministic matmul and records kernels and programs', async () => {
+    if (isUnavailable(tfjs)) return
+    const preset = await buildMnistPreset({ paid: false })
+    // Two inner steps: forward, backward and two Adam updates (the second with non-zero moments).
+    const spec = parseJobSpec({ ...preset.spec, training: { ...preset.spec.training, innerSteps: 2 } })
+    const unit: WorkUnit = { jobId: jobSpecHash(spec), round: 0, unit: 1, inputHash: spec.model.initialWeights }
+    const runner = createUnitRunner({
+      async get(hash) {
+        const bytes = preset.blobs.get(hash)
+        if (!bytes) throw new Error(`test blob source has no ${hash}`)
+        return bytes
+      },
+    })
+    const matmul = registerDeterministicKernels()
+    const wasActive = matmul.counts.BatchMatMul.deterministic + matmul.counts._FusedMatMul.deterministic
+    recorded = recordKernels(tfjs.backend)
+    const t0 = performance.now()
+    try {
+      const out = await runner.run(spec, unit)
+      expect(out.losses.every(Number.isFinite)).toBe(true)
+    } finally {
+      recorded.stop()
+      // Leave the registry as found only if this test put the matmul in place.
+      if (wasActive === 0) matmul.restore()
+    }
+    console.log(
+      `preset unit (${(performance.now() - t0).toFixed(0)} ms) kernels: ${JSON.stringify(Object.fromEntries(recorded.kernels))}; ` +
+        `programs: ${JSON.stringify([...recorded.programs].map(([n, p]) => `${n} x${p.count} [${[...p.workgroupSizes].join(',')}] ${[...p.shaderKeys].join(',')}`))}`,
+    )
+    expect(recorded.kernels.size).toBeGreaterThan(0)
+  })
+
+  it('dispatches only audited kernels (a tfjs upgrade or model change that adds one fails here)', () => {
+    const unaudited = [...recorded.kernels.keys()].filter((k) => !(k in KERNEL_AUDIT))
+    expect(unaudited).toEqual([])
+    // The matmuls went to TabTrain's program, which the program table knows as a plain object.
+    expect(recorded.kernels.get('_FusedMatMul')).toBeGreaterThan(0)
+    expect(recorded.programs.has('Object')).toBe(true)
+  })
+
+  it('runs only audited WebGPU programs', () => {
+    const unaudited = [...recorded.programs.keys()].filter((p) => !(p in PROGRAM_AUDIT))
+    expect(unaudited).toEqual([])
+    // Stock matmul programs (and their split-K atomics) never run.
+    expect([...recorded.programs.keys()].some((p) => /MatMul/i.test(p))).toBe(false)
+  })
+
+  it('keeps every reduction below the size where its tree depends on the adapter', () => {
+    expect(recorded.reductions.length).toBeGreaterThan(0)
+    for (const r of recorded.reductions) {
+      expect(r.reduceSize).toBeLessThan(REDUCE_ADAPTER_DEPENDENT_SIZE)
+      // Below 4096 elements the workgroup is 64 wide on every adapter.
+      expect(r.workgroupSizeX).toBe(r.reduceSize >= 4096 ? 256 : 64)
+    }
+    console.log(`reductions: ${JSON.stringify(recorded.reductions.map((r) => `${r.shaderKey}:${r.reduceSize}/${r.workgroupSizeX}`))}`)
+    void tf
+  })
+})
