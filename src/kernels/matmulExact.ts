@@ -59,66 +59,12 @@ function detectDot4(): boolean {
   return hasDot4(nav?.gpu?.wgslLanguageFeatures)
 }
 
-/** WGSL of the matmul for one scheme; one invocation computes a block x block block of outputs. */
-export function exactMatmulWgsl(scheme: ExactScheme, dot4: boolean, block: 1 | 2 = 1): string {
-  checkScheme(scheme)
-  const L = scheme.limbs
-  const w = mantissaBits(L)
-  const pairs = keptPairs(scheme)
-  const dot = dot4 ? 'dot4I8Packed' : 'dot4Fallback'
-  // Each invocation computes a block x block tile of outputs (rows r, columns c), so one load of a limb
-  // word serves `block` dot products. Rows and columns past the edge load a clamped (valid) index and are
-  // never stored. The blocking changes no sum: each output's limb-pair sums are the same integers.
-  const R = block
-  const loads: string[] = []
-  for (let r = 0; r < R; r++) {
-    for (let p = 0; p < L; p++) loads.push(`    let a${r}_${p} = aLimbs[(${p}u * M + row${r}) * KW + w];`)
-  }
-  for (let c = 0; c < R; c++) {
-    for (let q = 0; q < L; q++) loads.push(`    let b${c}_${q} = bLimbs[(${q}u * N + col${c}) * KW + w];`)
-  }
-  const decls: string[] = []
-  const macs: string[] = []
-  const finals: string[] = []
-  for (let r = 0; r < R; r++) {
-    for (let c = 0; c < R; c++) {
-      const t = `${r}${c}`
-      for (const [p, q] of pairs) {
-        decls.push(`  var acc${t}_${p}${q}: i32 = 0;`)
-        macs.push(`    acc${t}_${p}${q} += ${dot}(a${r}_${p}, b${c}_${q});`)
-      }
-      // Each pair's i32 sum enters the 64-bit total shifted by 8(p+q) bits, sign-extended. Shift amounts
-      // are fixed per pair, so the three cases (0, 1..31, 32..63) are chosen here rather than in the
-      // shader (WGSL masks shift amounts to 5 bits, so a shift by 32 would silently be a shift by 0).
-      const adds = pairs.map(([p, q]) => {
-        const v = `acc${t}_${p}${q}`
-        const sh = 8 * (p + q)
-        if (sh === 0) return `    add64(&hi, &lo, bitcast<u32>(${v} >> 31u), bitcast<u32>(${v}));`
-        if (sh < 32) return `    add64(&hi, &lo, bitcast<u32>(${v} >> ${32 - sh}u), bitcast<u32>(${v}) << ${sh}u);`
-        return `    add64(&hi, &lo, bitcast<u32>(${v}) << ${sh - 32}u, 0u);`
-      })
-      finals.push(`  if (i0 + ${r}u < M && j0 + ${c}u < N) {
-    var hi = 0u;
-    var lo = 0u;
-${adds.join('\n')}
-    outBits[(i0 + ${r}u) * N + j0 + ${c}u] = toF32Bits(hi, lo, aExp[i0 + ${r}u] + bExp[j0 + ${c}u]);
-  }`)
-    }
-  }
-  const rowsCols: string[] = []
-  for (let r = 0; r < R; r++) rowsCols.push(`  let row${r} = min(i0 + ${r}u, M - 1u);`)
-  for (let c = 0; c < R; c++) rowsCols.push(`  let col${c} = min(j0 + ${c}u, N - 1u);`)
-  return /* wgsl */ `
-// ${exactBundleId(scheme)}; ${dot4 ? 'dot4I8Packed' : 'i32 multiply-add fallback'}
-struct Params { M: u32, N: u32, KW: u32, pad: u32 }
-@group(0) @binding(0) var<storage, read> aLimbs: array<u32>;
-@group(0) @binding(1) var<storage, read> bLimbs: array<u32>;
-@group(0) @binding(2) var<storage, read> aExp: array<i32>;
-@group(0) @binding(3) var<storage, read> bExp: array<i32>;
-@group(0) @binding(4) var<storage, read_write> outBits: array<u32>;
-@group(0) @binding(5) var<uniform> params: Params;
-
-// Four signed 8-bit products summed in i32: what dot4I8Packed does, for adapters without it.
+/**
+ * The kernel's integer helpers (dot4Fallback, add64, toF32Bits for W-bit mantissas), shared verbatim by
+ * the standalone kernel and the tfjs-registered one (registerExact.ts), so both round with the same code.
+ */
+export function exactArithmeticWgsl(w: number): string {
+  return `// Four signed 8-bit products summed in i32: what dot4I8Packed does, for adapters without it.
 fn dot4Fallback(x: u32, y: u32) -> i32 {
   let a = bitcast<i32>(x);
   let b = bitcast<i32>(y);
@@ -177,7 +123,71 @@ fn toF32Bits(hiIn: u32, loIn: u32, expSum: i32) -> u32 {
   return sign | (u32(biased) << 23u) | (sig & 0x7fffffu);
 }
 
-@compute @workgroup_size(${WORKGROUP}, ${WORKGROUP})
+`
+}
+
+/** The WGSL line that adds limb pair (p, q)'s i32 sum `v`, shifted by 8(p+q) bits, into the 64-bit (hi, lo). */
+export function pairAdd64Wgsl(v: string, p: number, q: number): string {
+  // Shift amounts are fixed per pair, so the three cases (0, 1..31, 32..63) are chosen here rather than in
+  // the shader (WGSL masks shift amounts to 5 bits, so a shift by 32 would silently be a shift by 0).
+  const sh = 8 * (p + q)
+  if (sh === 0) return `    add64(&hi, &lo, bitcast<u32>(${v} >> 31u), bitcast<u32>(${v}));`
+  if (sh < 32) return `    add64(&hi, &lo, bitcast<u32>(${v} >> ${32 - sh}u), bitcast<u32>(${v}) << ${sh}u);`
+  return `    add64(&hi, &lo, bitcast<u32>(${v}) << ${sh - 32}u, 0u);`
+}
+
+/** WGSL of the matmul for one scheme; one invocation computes a block x block block of outputs. */
+export function exactMatmulWgsl(scheme: ExactScheme, dot4: boolean, block: 1 | 2 = 1): string {
+  checkScheme(scheme)
+  const L = scheme.limbs
+  const w = mantissaBits(L)
+  const pairs = keptPairs(scheme)
+  const dot = dot4 ? 'dot4I8Packed' : 'dot4Fallback'
+  // Each invocation computes a block x block tile of outputs (rows r, columns c), so one load of a limb
+  // word serves `block` dot products. Rows and columns past the edge load a clamped (valid) index and are
+  // never stored. The blocking changes no sum: each output's limb-pair sums are the same integers.
+  const R = block
+  const loads: string[] = []
+  for (let r = 0; r < R; r++) {
+    for (let p = 0; p < L; p++) loads.push(`    let a${r}_${p} = aLimbs[(${p}u * M + row${r}) * KW + w];`)
+  }
+  for (let c = 0; c < R; c++) {
+    for (let q = 0; q < L; q++) loads.push(`    let b${c}_${q} = bLimbs[(${q}u * N + col${c}) * KW + w];`)
+  }
+  const decls: string[] = []
+  const macs: string[] = []
+  const finals: string[] = []
+  for (let r = 0; r < R; r++) {
+    for (let c = 0; c < R; c++) {
+      const t = `${r}${c}`
+      for (const [p, q] of pairs) {
+        decls.push(`  var acc${t}_${p}${q}: i32 = 0;`)
+        macs.push(`    acc${t}_${p}${q} += ${dot}(a${r}_${p}, b${c}_${q});`)
+      }
+      // Each pair's i32 sum enters the 64-bit total shifted by 8(p+q) bits, sign-extended (pairAdd64Wgsl).
+      const adds = pairs.map(([p, q]) => pairAdd64Wgsl(`acc${t}_${p}${q}`, p, q))
+      finals.push(`  if (i0 + ${r}u < M && j0 + ${c}u < N) {
+    var hi = 0u;
+    var lo = 0u;
+${adds.join('\n')}
+    outBits[(i0 + ${r}u) * N + j0 + ${c}u] = toF32Bits(hi, lo, aExp[i0 + ${r}u] + bExp[j0 + ${c}u]);
+  }`)
+    }
+  }
+  const rowsCols: string[] = []
+  for (let r = 0; r < R; r++) rowsCols.push(`  let row${r} = min(i0 + ${r}u, M - 1u);`)
+  for (let c = 0; c < R; c++) rowsCols.push(`  let col${c} = min(j0 + ${c}u, N - 1u);`)
+  return /* wgsl */ `
+// ${exactBundleId(scheme)}; ${dot4 ? 'dot4I8Packed' : 'i32 multiply-add fallback'}
+struct Params { M: u32, N: u32, KW: u32, pad: u32 }
+@group(0) @binding(0) var<storage, read> aLimbs: array<u32>;
+@group(0) @binding(1) var<storage, read> bLimbs: array<u32>;
+@group(0) @binding(2) var<storage, read> aExp: array<i32>;
+@group(0) @binding(3) var<storage, read> bExp: array<i32>;
+@group(0) @binding(4) var<storage, read_write> outBits: array<u32>;
+@group(0) @binding(5) var<uniform> params: Params;
+
+${exactArithmeticWgsl(w)}@compute @workgroup_size(${WORKGROUP}, ${WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let M = params.M;
   let N = params.N;
