@@ -1,4 +1,6 @@
 import * as tf from '@tensorflow/tfjs'
+// The stock reduction program itself (a plain class; constructing it and reading its WGSL needs no GPU).
+import { ReduceProgram } from '@tensorflow/tfjs-backend-webgpu/dist/reduce_webgpu.js'
 import { afterAll, describe, expect, it } from 'vitest'
 import { buildMnistPreset } from '../../coordinator/presets/mnist.ts'
 import { jobSpecHash, parseJobSpec, type WorkUnit } from '../protocol/index.ts'
@@ -22,6 +24,33 @@ describe('op audit table', () => {
       expect(['matmul', 'element-wise', 'reduction', 'data-movement'], name).toContain(entry.class)
       expect(entry.reason.length, name).toBeGreaterThan(20)
     }
+  })
+})
+
+describe("tfjs-webgpu's ReduceProgram: the summation tree depends on the adapter only from 32768 elements", () => {
+  const program = (inSize: number, type: 'sum' | 'max', maxComputeWorkgroupSizeX: number) =>
+    new ReduceProgram({ windowSize: inSize, inSize, batchSize: 64, outSize: 1 }, type, maxComputeWorkgroupSizeX)
+  // 256 is WebGPU's guaranteed minimum for maxComputeWorkgroupSizeX; 1024 is common on discrete GPUs.
+  const limits = [256, 1024]
+
+  it('gives the same workgroup and the same WGSL on every adapter below REDUCE_ADAPTER_DEPENDENT_SIZE', () => {
+    for (const inSize of [10, 32, 4095, 4096, REDUCE_ADAPTER_DEPENDENT_SIZE - 1]) {
+      for (const type of ['sum', 'max'] as const) {
+        const [low, high] = limits.map((limit) => program(inSize, type, limit))
+        expect(high!.workgroupSize, `${type} ${inSize}`).toEqual(low!.workgroupSize)
+        expect(high!.getUserCode(), `${type} ${inSize}`).toBe(low!.getUserCode())
+        expect(low!.getUserCode()).not.toMatch(/atomic/)
+      }
+    }
+    // The preset's sizes (10 classes, batch 32) reduce in 64-wide workgroups.
+    expect(program(32, 'sum', 256).workgroupSize).toEqual([64, 1, 1])
+  })
+
+  it('changes the tree with the adapter from REDUCE_ADAPTER_DEPENDENT_SIZE on (what a replacement would have to fix)', () => {
+    const [low, high] = limits.map((limit) => program(REDUCE_ADAPTER_DEPENDENT_SIZE, 'sum', limit))
+    expect(low!.workgroupSize).toEqual([256, 1, 1])
+    expect(high!.workgroupSize).toEqual([512, 1, 1])
+    expect(high!.getUserCode()).not.toBe(low!.getUserCode())
   })
 })
 
