@@ -103,6 +103,19 @@ describe.skipIf(unavailable !== null)('exact matmul registered in tfjs-webgpu (N
     expect(kernels.counts._FusedMatMul.exact).toBeGreaterThan(0)
   })
 
+  it('frees its intermediate buffers (limbs, exponents)', async () => {
+    kernels ??= registerExactKernels()
+    const backend = tf.backend()
+    const before = backend.numDataIds()
+    const a = tf.tensor2d(seededFloats(12 * 20, 5), [12, 20])
+    const b = tf.tensor2d(seededFloats(20 * 6, 6), [20, 6])
+    const c = tf.matMul(a, b, false, false)
+    await c.data()
+    tf.dispose([a, b, c])
+    await tf.nextFrame()
+    expect(backend.numDataIds()).toBe(before)
+  })
+
   it('rank 3: batch-1 broadcast on either side and full batches, with transposes', async () => {
     kernels ??= registerExactKernels()
     const cases = [
