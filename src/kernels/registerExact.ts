@@ -13,6 +13,11 @@
  *    recombination and the integer rounding to float32 bits (the very WGSL of the standalone kernel:
  *    `exactArithmeticWgsl`), then optionally bias and relu (below), stored as f32.
  *
+ * Cost: no CPU round-trip and no sync; three extra small dispatches per operand pair (exponents and limbs of
+ * A and of B) and L · groups · ceil(K/4) int32 words of limbs per operand, freed after the call. On
+ * SwiftShader (CPU) an MNIST forward matmul [32,784]@[784,64]+bias+relu took 38.6 ms exact vs 31.9 ms
+ * deterministic vs 18.9 ms stock; [500,784]@[784,64] 475 ms vs 490 ms vs 272 ms (no GPU figures yet).
+ *
  * Decisions:
  * - Bias (_FusedMatMul): the bias value is read as bits and flushed explicitly when subnormal (WGSL lets an
  *   implementation flush it or not), then added with one f32 add, which WGSL requires to be correctly
@@ -22,7 +27,13 @@
  * - Non-finite inputs: the standalone kernel throws; here there is no sync point to throw from, so an output
  *   whose row of op(A) or column of op(B) holds Inf or NaN is the canonical NaN 0x7fc00000. Training then
  *   sees a NaN loss, which the coordinator refuses in any unit; outputs not touched by the bad value are
- *   exact as usual. (Plain float matmul would also give NaN or ±Inf there.)
+ *   exact as usual. (Plain float matmul would also give NaN or ±Inf there.) Caveat: WGSL lets an
+ *   implementation assume that no NaN or Inf occurs, so the NaN's payload (and an overflowed ±Inf, which
+ *   the rounding emits past the float32 range) is promised only as "not finite", not bit for bit; both
+ *   end in a non-finite loss, and a unit with one is refused whatever its bits. Finite outputs, the only
+ *   ones an accepted unit has, are exact. The inputs are read as f32 and bitcast to u32, which keeps their
+ *   bits on every implementation we know of; the only patterns whose reading could differ (subnormals,
+ *   NaN, Inf) are flushed or rejected by value class, not by their exact bits.
  * - Calls outside what the exact kernel covers (non-float32 operands, activations other than linear and
  *   relu, PReLU weights, a bias that is not one value per column, broadcasting other than batch 1, sizes
  *   past the dispatch limits) throw ExactKernelError by default: silently going to the float kernel would
