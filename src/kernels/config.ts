@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs'
 import { sha256Hex } from '../protocol/hash.ts'
 import { matmulCoreWgsl, MATMUL_DETERMINISTIC_VERSION, type MatMulVariant } from './matmulDeterministic.ts'
 import { registerDeterministicKernels } from './register.ts'
+import { EXACT_KERNEL_BUNDLE, registerExactKernels } from './registerExact.ts'
 
 /**
  * Kernels a unit runs with on WebGPU: TabTrain's deterministic matmul (matmulDeterministic.ts) in place
@@ -42,13 +43,27 @@ export class UnsupportedKernelBundleError extends Error {
   }
 }
 
-/** Every bundle this build can run, by id, with what puts it in place on tfjs's WebGPU backend. */
-const KERNEL_BUNDLES: Record<string, () => void> = {
+/**
+ * Exact mode: the matmuls summed exactly in integers (matmulExact.ts, registerExact.ts), so they give the
+ * same bits on every conforming WebGPU implementation; the other ops are still stock tfjs-webgpu (see
+ * docs/kernels.md for what each needs). A job chooses it by naming this bundle in its spec.
+ */
+export { EXACT_KERNEL_BUNDLE }
+
+/** Every bundle this build can run, by id, with what puts it in place (returning how to take it out). */
+const KERNEL_BUNDLES: Record<string, () => { restore(): void }> = {
   [KERNEL_BUNDLE]: () => {
     configureTfjsWebgpu()
-    registerDeterministicKernels()
+    return registerDeterministicKernels()
+  },
+  [EXACT_KERNEL_BUNDLE]: () => {
+    configureTfjsWebgpu()
+    return registerExactKernels()
   },
 }
+
+/** The bundle in place now: a worker running units of jobs in different modes switches between them. */
+let current: { bundle: string; restore(): void } | null = null
 
 export function knownKernelBundles(): string[] {
   return Object.keys(KERNEL_BUNDLES)
@@ -62,5 +77,9 @@ export function knownKernelBundles(): string[] {
 export function activateKernelBundle(bundle: string = KERNEL_BUNDLE): void {
   const activate = KERNEL_BUNDLES[bundle]
   if (!activate) throw new UnsupportedKernelBundleError(bundle)
-  activate()
+  if (current?.bundle === bundle) return
+  current?.restore()
+  current = null
+  const handle = activate()
+  current = { bundle, restore: () => handle.restore() }
 }
