@@ -7,6 +7,7 @@ import type { CoordinatorConfig } from './config.ts'
 import { migrate, openDatabase, type Database } from './db.ts'
 import { buildHttpServer } from './http.ts'
 import { JobService } from './jobs.ts'
+import { EXACT_KERNEL_BUNDLE, KERNEL_BUNDLE } from '../src/kernels/config.ts'
 import { buildMnistPreset } from './presets/mnist.ts'
 import { connectChain, type ConnectedChain } from './settlement/connect.ts'
 import { Settlement } from './settlement/settlement.ts'
@@ -17,6 +18,8 @@ export interface RunningCoordinator {
   jobs: JobService
   db: Database
   presetJobId: string
+  /** The same preset with the exact-mode kernel bundle. */
+  exactPresetJobId: string
   /** Null when the coordinator runs without a chain. */
   settlement: Settlement | null
   chain: ConnectedChain | null
@@ -60,9 +63,15 @@ export async function startCoordinator(
         })
       : null
     const jobs = new JobService({ db, blobs, domain, payments: settlement?.escrow, now: options.now, log })
-    const preset = await buildMnistPreset({ paid: chain !== null })
-    const presetJobId = await jobs.createJob(preset.spec, preset.blobs.values())
-    if (chain?.fundJob && preset.spec.payment) await chain.fundJob(presetJobId, preset.spec.payment)
+    // The preset twice: on the default kernel bundle, and in exact mode (a job chooses its kernels).
+    const presetJobIds: string[] = []
+    for (const kernelBundle of [KERNEL_BUNDLE, EXACT_KERNEL_BUNDLE]) {
+      const preset = await buildMnistPreset({ paid: chain !== null, kernelBundle })
+      const jobId = await jobs.createJob(preset.spec, preset.blobs.values())
+      if (chain?.fundJob && preset.spec.payment) await chain.fundJob(jobId, preset.spec.payment)
+      presetJobIds.push(jobId)
+    }
+    const [presetJobId, exactPresetJobId] = presetJobIds as [string, string]
     await jobs.recover()
     await settlement?.start()
     const app = await buildHttpServer({
@@ -82,6 +91,7 @@ export async function startCoordinator(
       jobs,
       db: openDb,
       presetJobId,
+      exactPresetJobId,
       settlement,
       chain,
       async close() {

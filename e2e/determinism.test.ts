@@ -41,7 +41,6 @@ describe('one unit, one hash: Chromium and Node on WebGPU', () => {
     if (isUnavailable(setup)) nodeUnavailable = setup.unavailable
     else {
       node = setup
-      activateKernelBundle()
     }
   })
 
@@ -51,26 +50,34 @@ describe('one unit, one hash: Chromium and Node on WebGPU', () => {
     await system?.stop()
   })
 
-  it('gives the same update hash run to run, tab to tab, and in Node', async () => {
-    const jobId = (await client.listJobs())[0]!.id as Hash
-    const url = `${system.url}/verify.html?job=${jobId}&round=0&unit=3&run=1`
-    const page = await browser.newPage({ viewport: { width: 1000, height: 800 } })
-    const first = await hashInChromium(page, url)
-    const again = await hashInChromium(page, url)
-    expect(again).toBe(first)
-    expect(await page.textContent('#backend')).toBe('WebGPU')
-    await page.screenshot({ path: join(ARTIFACTS, 'verify.png'), fullPage: true })
-    const other = await browser.newPage()
-    expect(await hashInChromium(other, url)).toBe(first)
+  // Each preset job names its kernel bundle: the default (deterministic matmul) and exact mode.
+  for (const [index, mode] of [[0, 'default kernels'], [1, 'exact mode']] as const) {
+    it(`gives the same update hash run to run, tab to tab, and in Node (${mode})`, async () => {
+      const job = (await client.listJobs())[index]!
+      const jobId = job.id as Hash
+      const url = `${system.url}/verify.html?job=${jobId}&round=0&unit=3&run=1`
+      const page = await browser.newPage({ viewport: { width: 1000, height: 800 } })
+      const first = await hashInChromium(page, url)
+      const again = await hashInChromium(page, url)
+      expect(again).toBe(first)
+      expect(await page.textContent('#backend')).toBe('WebGPU')
+      const { spec } = await client.job(jobId)
+      expect(await page.textContent('#device-class')).toContain(spec.kernelBundle)
+      await page.screenshot({ path: join(ARTIFACTS, `verify-${index}.png`), fullPage: true })
+      const other = await browser.newPage()
+      expect(await hashInChromium(other, url)).toBe(first)
+      await Promise.all([page.close(), other.close()])
 
-    if (!node) {
-      console.log(`Node side skipped: ${nodeUnavailable}`)
-      return
-    }
-    const { spec } = await client.job(jobId)
-    const record = await client.unit(jobId, 0, 3)
-    const runner = createUnitRunner(memoryCached({ get: (hash) => client.blob(hash) }))
-    const inNode = await runner.run(spec, record.unit)
-    expect(inNode.outputHash).toBe(first)
-  })
+      if (!node) {
+        console.log(`Node side skipped: ${nodeUnavailable}`)
+        return
+      }
+      const record = await client.unit(jobId, 0, 3)
+      activateKernelBundle(spec.kernelBundle)
+      const runner = createUnitRunner(memoryCached({ get: (hash) => client.blob(hash) }))
+      const inNode = await runner.run(spec, record.unit)
+      expect(inNode.outputHash).toBe(first)
+      console.log(`${mode} (${spec.kernelBundle}): unit hash ${first} in Chromium and in Node`)
+    })
+  }
 })

@@ -10,7 +10,7 @@ import {
   type JobSpec,
   type TensorList,
 } from '../../src/protocol/index.ts'
-import { KERNEL_BUNDLE } from '../../src/kernels/config.ts'
+import { EXACT_KERNEL_BUNDLE, KERNEL_BUNDLE } from '../../src/kernels/config.ts'
 import { readIdxFile } from '../idxFile.ts'
 
 /** The MNIST test split shipped in the repository (CC BY-SA 3.0, see datasets/mnist-t10k/README.md). */
@@ -81,7 +81,7 @@ export const MNIST_PRESET_PAYMENT = { pricePerUnit: '1000000000000000000', budge
  * `paid: false` gives the volunteer variant (no payment terms: a different spec, so a different job id),
  * which is what a coordinator without a chain can run.
  */
-export async function buildMnistPreset(options: { dir?: string; paid?: boolean } = {}): Promise<PresetBlobs> {
+export async function buildMnistPreset(options: { dir?: string; paid?: boolean; kernelBundle?: string } = {}): Promise<PresetBlobs> {
   const dir = options.dir ?? MNIST_DIR
   await verifyShippedChecksums(dir)
   const images = await readIdxFile(`${dir}/t10k-images-idx3-ubyte.gz`)
@@ -105,12 +105,14 @@ export async function buildMnistPreset(options: { dir?: string; paid?: boolean }
   const initial = hashTensorList(seededGlorotWeights([[784, 64], [64], [64, 10], [10]], 'tabtrain/preset/mnist-mlp/v1'))
   blobs.set(initial.hash, initial.bytes)
 
+  const exact = options.kernelBundle === EXACT_KERNEL_BUNDLE
   const spec = parseJobSpec({
     version: 1,
-    name: 'MNIST digits (MLP 784-64-10)',
+    name: exact ? 'MNIST digits (MLP 784-64-10), exact matmul' : 'MNIST digits (MLP 784-64-10)',
     description:
       'Classify handwritten digits. 8,000 training and 2,000 held-out images from the MNIST test set, ' +
-      'a 784-64-10 perceptron, Adam inside each unit, units averaged every round.',
+      'a 784-64-10 perceptron, Adam inside each unit, units averaged every round.' +
+      (exact ? ' Its matmuls are summed exactly in integers, so they give the same bits on any WebGPU implementation.' : ''),
     seed: 20261122,
     model: { format: 'tfjs-layers', topology, initialWeights: initial.hash },
     data: {
@@ -133,7 +135,7 @@ export async function buildMnistPreset(options: { dir?: string; paid?: boolean }
       outerLearningRate: 1,
       leaseTtlSeconds: 120,
     },
-    kernelBundle: KERNEL_BUNDLE,
+    kernelBundle: options.kernelBundle ?? KERNEL_BUNDLE,
     ...(options.paid === false ? {} : { payment: MNIST_PRESET_PAYMENT }),
   })
   return {
