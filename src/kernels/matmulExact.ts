@@ -213,6 +213,32 @@ ${finals.join('\n')}
  * `exponents` runs one workgroup per group (max exponent field); `limbs` one invocation per (group, word),
  * so each packed word has one writer and needs no atomics. A non-finite input sets `status` to 1.
  */
+/**
+ * WGSL `exactMantissa(bits, e)`: the signed W-bit mantissa of the float32 `bits` under the shared
+ * power-of-two exponent `e`, rounded to nearest even in integer code; 0 for zeros, subnormals (flushed)
+ * and non-finite values. One text for the standalone preprocessing and the tfjs kernels, so both split
+ * operands into limbs identically.
+ */
+export function exactMantissaWgsl(w: number): string {
+  return /* wgsl */ `
+fn exactMantissa(bits: u32, e: i32) -> i32 {
+  let ef = i32((bits >> 23u) & 0xffu);
+  if (ef == 0 || ef == 255) { return 0; }
+  let s = (bits & 0x7fffffu) | 0x800000u;
+  // m = RNE(s / 2^r), r = e - E + 24 - W >= 24 - W >= 2 (W <= 22), so always a right shift.
+  let r = u32(e - (ef - 127) + ${24 - w});
+  var q = 0u;
+  if (r < 32u) {
+    q = s >> r;
+    let rem = s & ((1u << r) - 1u);
+    let half = 1u << (r - 1u);
+    if (rem > half || (rem == half && (q & 1u) == 1u)) { q = q + 1u; }
+  }
+  return select(i32(q), -i32(q), (bits >> 31u) == 1u);
+}
+`
+}
+
 export function exactPrepWgsl(limbs: number): string {
   checkScheme({ limbs, minPairOrder: 0 })
   const w = mantissaBits(limbs)
@@ -223,7 +249,7 @@ struct Prep { groups: u32, K: u32, KW: u32, gStride: u32, kStride: u32, pad0: u3
 @group(0) @binding(2) var<storage, read_write> packed: array<u32>;
 @group(0) @binding(3) var<storage, read_write> status: atomic<u32>;
 @group(0) @binding(4) var<uniform> prep: Prep;
-
+${exactMantissaWgsl(w)}
 // One workgroup per group: 64 invocations stride over K, then an integer atomicMax in workgroup memory
 // (max is order-independent, so the schedule cannot change the result).
 var<workgroup> groupMax: atomic<i32>;
@@ -260,21 +286,7 @@ ${Array.from({ length: limbs }, (_, p) => `  var w${p} = 0u;`).join('\n')}
     let k = word * 4u + b;
     if (k >= prep.K) { break; }
     let bits = src[g * prep.gStride + k * prep.kStride];
-    let ef = i32((bits >> 23u) & 0xffu);
-    var m = 0;
-    if (ef != 0 && ef != 255) {
-      let s = (bits & 0x7fffffu) | 0x800000u;
-      // m = RNE(s / 2^r), r = e - E + 24 - W >= 24 - W >= 2 (W <= 22), so always a right shift.
-      let r = u32(e - (ef - 127) + ${24 - w});
-      var q = 0u;
-      if (r < 32u) {
-        q = s >> r;
-        let rem = s & ((1u << r) - 1u);
-        let half = 1u << (r - 1u);
-        if (rem > half || (rem == half && (q & 1u) == 1u)) { q = q + 1u; }
-      }
-      m = select(i32(q), -i32(q), (bits >> 31u) == 1u);
-    }
+    var m = exactMantissa(bits, e);
     // Balanced base-256 digits: the low byte read as signed, then an exact arithmetic shift.
 ${Array.from({ length: limbs }, (_, p) => `    let d${p} = extractBits(m, 0u, 8u);\n    w${p} = w${p} | ((bitcast<u32>(d${p}) & 0xffu) << (8u * b));\n    m = (m - d${p}) >> 8u;`).join('\n')}
   }

@@ -23,6 +23,7 @@ import {
   type MatMulVariant,
 } from './matmulDeterministic.ts'
 import { MAX_WORKGROUPS_PER_DIMENSION } from './program.ts'
+import { reinstateKernels, replaceWebgpuKernels } from './tfjsKernels.ts'
 
 type TensorInfo = tf.TensorInfo
 type KernelFunc = tf.KernelConfig['kernelFunc']
@@ -172,21 +173,16 @@ export function registerDeterministicKernels(): DeterministicKernels {
     return runOnBackend(args.backend as WebGPUBackend, call, p)
   }
 
-  const replace = (name: string, kernelFunc: KernelFunc) => {
-    tf.unregisterKernel(name, 'webgpu')
-    tf.registerKernel({ kernelName: name, backendName: 'webgpu', kernelFunc })
-  }
-  replace('BatchMatMul', batchMatMul)
-  replace('_FusedMatMul', fusedMatMul)
+  replaceWebgpuKernels([
+    ['BatchMatMul', batchMatMul],
+    ['_FusedMatMul', fusedMatMul],
+  ])
 
   const handle: DeterministicKernels = {
     counts,
     restore() {
       if (active !== handle) return
-      for (const [name, config] of stock) {
-        tf.unregisterKernel(name, 'webgpu')
-        tf.registerKernel(config)
-      }
+      reinstateKernels(stock.values())
       active = null
     },
   }

@@ -47,8 +47,9 @@ import * as tf from '@tensorflow/tfjs'
 import type { WebGPUBackend, WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu'
 import { sha256Hex } from '../protocol/hash.ts'
 import { checkScheme, EXACT_MAX_K, keptPairs, mantissaBits, type ExactScheme } from './exactReference.ts'
-import { DEFAULT_EXACT_SCHEME, exactArithmeticWgsl, exactBundleId, ExactMatmulError, hasDot4, pairAdd64Wgsl } from './matmulExact.ts'
+import { DEFAULT_EXACT_SCHEME, exactArithmeticWgsl, exactBundleId, exactMantissaWgsl, ExactMatmulError, hasDot4, pairAdd64Wgsl } from './matmulExact.ts'
 import { OVERRIDDEN_KERNELS, registerDeterministicKernels } from './register.ts'
+import { reinstateKernels, replaceWebgpuKernels } from './tfjsKernels.ts'
 
 type TensorInfo = tf.TensorInfo
 type KernelFunc = tf.KernelConfig['kernelFunc']
@@ -125,7 +126,7 @@ export function exactLimbsWgsl(limbs: number): string {
   checkScheme({ limbs, minPairOrder: 0 })
   const w = mantissaBits(limbs)
   const range = Array.from({ length: limbs }, (_, p) => p)
-  return /* wgsl */ `
+  return /* wgsl */ `${exactMantissaWgsl(w)}
 fn main(flatIndex: i32) {
   // The grid may be 2-D (more than 65535 workgroups), so the index is computed here.
   let idx = i32((workgroupId.y * numWorkgroups.x + workgroupId.x) * ${PREP_WG}u + localIndex);
@@ -139,20 +140,7 @@ ${range.map((p) => `  var w${p} = 0u;`).join('\n')}
     let k = word * 4 + b;
     if (k >= uniforms.exK) { break; }
     let bits = bitcast<u32>(X[base + k * uniforms.exKStride]);
-    let ef = i32((bits >> 23u) & 0xffu);
-    var m = 0;
-    if (ef != 0 && ef != 255 && e != ${NONFINITE}) {
-      let s = (bits & 0x7fffffu) | 0x800000u;
-      let r = u32(e - (ef - 127) + ${24 - w});
-      var q = 0u;
-      if (r < 32u) {
-        q = s >> r;
-        let rem = s & ((1u << r) - 1u);
-        let half = 1u << (r - 1u);
-        if (rem > half || (rem == half && (q & 1u) == 1u)) { q = q + 1u; }
-      }
-      m = select(i32(q), -i32(q), (bits >> 31u) == 1u);
-    }
+    var m = select(0, exactMantissa(bits, e), e != ${NONFINITE});
 ${range.map((p) => `    let d${p} = extractBits(m, 0u, 8u);\n    w${p} = w${p} | ((bitcast<u32>(d${p}) & 0xffu) << (8u * u32(b)));\n    m = (m - d${p}) >> 8u;`).join('\n')}
   }
 ${range.map((p) => `  result[(${p} * uniforms.exGroups + gg) * uniforms.exKW + word] = bitcast<i32>(w${p});`).join('\n')}
@@ -480,10 +468,10 @@ export function registerExactKernels(options: ExactKernelOptions = {}): ExactKer
     return dispatch('_FusedMatMul', args, call)
   }
 
-  for (const [name, kernelFunc] of [['BatchMatMul', batchMatMul], ['_FusedMatMul', fusedMatMul]] as const) {
-    tf.unregisterKernel(name, 'webgpu')
-    tf.registerKernel({ kernelName: name, backendName: 'webgpu', kernelFunc })
-  }
+  replaceWebgpuKernels([
+    ['BatchMatMul', batchMatMul],
+    ['_FusedMatMul', fusedMatMul],
+  ])
 
   const handle: ExactKernels = {
     scheme,
@@ -491,10 +479,7 @@ export function registerExactKernels(options: ExactKernelOptions = {}): ExactKer
     counts,
     restore() {
       if (active !== handle) return
-      for (const [name, config] of stock) {
-        tf.unregisterKernel(name, 'webgpu')
-        tf.registerKernel(config)
-      }
+      reinstateKernels(stock.values())
       active = null
     },
   }
