@@ -18,12 +18,11 @@ import {
   MATMUL_UNIFORM_FIELDS,
   MATMUL_WORKGROUP_SIZE,
   variantKey,
-  type MatMulActivation,
   type MatMulDims,
   type MatMulVariant,
 } from './matmulDeterministic.ts'
 import { MAX_WORKGROUPS_PER_DIMENSION } from './program.ts'
-import { reinstateKernels, replaceWebgpuKernels } from './tfjsKernels.ts'
+import { matMulCallOf, reinstateKernels, replaceWebgpuKernels, type MatMulCall } from './tfjsKernels.ts'
 
 type TensorInfo = tf.TensorInfo
 type KernelFunc = tf.KernelConfig['kernelFunc']
@@ -42,15 +41,6 @@ export class KernelRegistrationError extends Error {
 }
 
 let active: DeterministicKernels | null = null
-
-interface MatMulCall {
-  a: TensorInfo
-  b: TensorInfo
-  bias: TensorInfo | undefined
-  transposeA: boolean
-  transposeB: boolean
-  activation: MatMulActivation
-}
 
 /** Shapes as the kernel sees them, or null when the call is outside what the kernel covers. */
 function plan(call: MatMulCall): { dims: MatMulDims; variant: MatMulVariant; a3: number[]; b3: number[]; outShape: number[] } | null {
@@ -138,40 +128,18 @@ export function registerDeterministicKernels(): DeterministicKernels {
     _FusedMatMul: { deterministic: 0, stock: 0 },
   }
 
-  const batchMatMul: KernelFunc = (args) => {
-    const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo }
-    const attrs = args.attrs as { transposeA: boolean; transposeB: boolean }
-    const call: MatMulCall = { a, b, bias: undefined, transposeA: attrs.transposeA, transposeB: attrs.transposeB, activation: 'linear' }
-    const p = plan(call)
-    if (!p) {
-      counts.BatchMatMul.stock++
-      return stock.get('BatchMatMul')!.kernelFunc(args)
+  const run = (name: (typeof OVERRIDDEN_KERNELS)[number]): KernelFunc => (args) => {
+    const call = matMulCallOf(name, args)
+    const p = typeof call === 'string' ? null : plan(call)
+    if (typeof call === 'string' || !p) {
+      counts[name].stock++
+      return stock.get(name)!.kernelFunc(args)
     }
-    counts.BatchMatMul.deterministic++
+    counts[name].deterministic++
     return runOnBackend(args.backend as WebGPUBackend, call, p)
   }
-
-  const fusedMatMul: KernelFunc = (args) => {
-    const { a, b, bias, preluActivationWeights } = args.inputs as {
-      a: TensorInfo
-      b: TensorInfo
-      bias?: TensorInfo
-      preluActivationWeights?: TensorInfo
-    }
-    const attrs = args.attrs as { transposeA: boolean; transposeB: boolean; activation?: string | null }
-    const activation = attrs.activation ?? 'linear'
-    const call: MatMulCall | null =
-      !preluActivationWeights && (activation === 'linear' || activation === 'relu')
-        ? { a, b, bias: bias ?? undefined, transposeA: attrs.transposeA, transposeB: attrs.transposeB, activation }
-        : null
-    const p = call && plan(call)
-    if (!call || !p) {
-      counts._FusedMatMul.stock++
-      return stock.get('_FusedMatMul')!.kernelFunc(args)
-    }
-    counts._FusedMatMul.deterministic++
-    return runOnBackend(args.backend as WebGPUBackend, call, p)
-  }
+  const batchMatMul = run('BatchMatMul')
+  const fusedMatMul = run('_FusedMatMul')
 
   replaceWebgpuKernels([
     ['BatchMatMul', batchMatMul],

@@ -49,7 +49,7 @@ import { sha256Hex } from '../protocol/hash.ts'
 import { checkScheme, EXACT_MAX_K, keptPairs, mantissaBits, type ExactScheme } from './exactReference.ts'
 import { DEFAULT_EXACT_SCHEME, exactArithmeticWgsl, exactBundleId, exactMantissaWgsl, ExactMatmulError, hasDot4, pairAdd64Wgsl } from './matmulExact.ts'
 import { OVERRIDDEN_KERNELS, registerDeterministicKernels } from './register.ts'
-import { reinstateKernels, replaceWebgpuKernels } from './tfjsKernels.ts'
+import { matMulCallOf, reinstateKernels, replaceWebgpuKernels, type MatMulCall } from './tfjsKernels.ts'
 
 type TensorInfo = tf.TensorInfo
 type KernelFunc = tf.KernelConfig['kernelFunc']
@@ -251,14 +251,7 @@ export const EXACT_KERNEL_BUNDLE = exactKernelBundleId()
 // ---------------------------------------------------------------------------------------------------------
 // Planning a call.
 
-interface Call {
-  a: TensorInfo
-  b: TensorInfo
-  bias: TensorInfo | undefined
-  transposeA: boolean
-  transposeB: boolean
-  activation: 'linear' | 'relu'
-}
+type Call = MatMulCall
 
 interface Plan {
   batch: number
@@ -444,29 +437,8 @@ export function registerExactKernels(options: ExactKernelOptions = {}): ExactKer
     return runner.run(args.backend as WebGPUBackend, call, p)
   }
 
-  const batchMatMul: KernelFunc = (args) => {
-    const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo }
-    const attrs = args.attrs as { transposeA: boolean; transposeB: boolean }
-    return dispatch('BatchMatMul', args, { a, b, bias: undefined, transposeA: attrs.transposeA, transposeB: attrs.transposeB, activation: 'linear' })
-  }
-
-  const fusedMatMul: KernelFunc = (args) => {
-    const { a, b, bias, preluActivationWeights } = args.inputs as {
-      a: TensorInfo
-      b: TensorInfo
-      bias?: TensorInfo
-      preluActivationWeights?: TensorInfo
-    }
-    const attrs = args.attrs as { transposeA: boolean; transposeB: boolean; activation?: string | null }
-    const activation = attrs.activation ?? 'linear'
-    const call: Call | string =
-      preluActivationWeights
-        ? 'PReLU weights'
-        : activation !== 'linear' && activation !== 'relu'
-          ? `activation ${activation}`
-          : { a, b, bias: bias ?? undefined, transposeA: attrs.transposeA, transposeB: attrs.transposeB, activation }
-    return dispatch('_FusedMatMul', args, call)
-  }
+  const batchMatMul: KernelFunc = (args) => dispatch('BatchMatMul', args, matMulCallOf('BatchMatMul', args))
+  const fusedMatMul: KernelFunc = (args) => dispatch('_FusedMatMul', args, matMulCallOf('_FusedMatMul', args))
 
   replaceWebgpuKernels([
     ['BatchMatMul', batchMatMul],

@@ -18,3 +18,31 @@ export function reinstateKernels(configs: Iterable<tf.KernelConfig>): void {
     tf.registerKernel(config)
   }
 }
+
+/** A BatchMatMul or _FusedMatMul call as both TabTrain matmuls see it. */
+export interface MatMulCall {
+  a: tf.TensorInfo
+  b: tf.TensorInfo
+  bias: tf.TensorInfo | undefined
+  transposeA: boolean
+  transposeB: boolean
+  activation: 'linear' | 'relu'
+}
+
+/**
+ * Reads tfjs's kernel arguments into a MatMulCall, or says why the call is outside what TabTrain's
+ * matmuls implement (PReLU weights, activations other than linear and relu).
+ */
+export function matMulCallOf(kernelName: 'BatchMatMul' | '_FusedMatMul', args: Parameters<tf.KernelConfig['kernelFunc']>[0]): MatMulCall | string {
+  const { a, b, bias, preluActivationWeights } = args.inputs as {
+    a: tf.TensorInfo
+    b: tf.TensorInfo
+    bias?: tf.TensorInfo
+    preluActivationWeights?: tf.TensorInfo
+  }
+  const attrs = args.attrs as { transposeA: boolean; transposeB: boolean; activation?: string | null }
+  const activation = kernelName === 'BatchMatMul' ? 'linear' : (attrs.activation ?? 'linear')
+  if (kernelName === '_FusedMatMul' && preluActivationWeights) return 'PReLU weights'
+  if (activation !== 'linear' && activation !== 'relu') return `activation ${activation}`
+  return { a, b, bias: kernelName === '_FusedMatMul' ? (bias ?? undefined) : undefined, transposeA: attrs.transposeA, transposeB: attrs.transposeB, activation }
+}
