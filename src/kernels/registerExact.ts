@@ -49,6 +49,7 @@ import { sha256Hex } from '../protocol/hash.ts'
 import { checkScheme, EXACT_MAX_K, keptPairs, mantissaBits, type ExactScheme } from './exactReference.ts'
 import { DEFAULT_EXACT_SCHEME, exactArithmeticWgsl, exactBundleId, exactMantissaWgsl, ExactMatmulError, hasDot4, pairAdd64Wgsl } from './matmulExact.ts'
 import { OVERRIDDEN_KERNELS, registerDeterministicKernels } from './register.ts'
+import type { MatMulDims } from './matmulDeterministic.ts'
 import { matMulCallOf, reinstateKernels, replaceWebgpuKernels, type MatMulCall } from './tfjsKernels.ts'
 
 type TensorInfo = tf.TensorInfo
@@ -251,20 +252,13 @@ export const EXACT_KERNEL_BUNDLE = exactKernelBundleId()
 // ---------------------------------------------------------------------------------------------------------
 // Planning a call.
 
-type Call = MatMulCall
-
-interface Plan {
-  batch: number
-  batchA: number
-  batchB: number
-  m: number
-  n: number
-  k: number
+/** The matmul's dimensions as the deterministic kernel names them, plus the output's tfjs shape. */
+interface Plan extends MatMulDims {
   outShape: number[]
 }
 
 /** The call's shapes, or a reason why the exact kernel does not cover it. */
-function plan(call: Call): Plan | string {
+function plan(call: MatMulCall): Plan | string {
   const { a, b, bias, transposeA, transposeB } = call
   if (a.dtype !== 'float32' || b.dtype !== 'float32' || (bias && bias.dtype !== 'float32')) return 'operands are not float32'
   if (a.shape.length < 2 || b.shape.length < 2) return 'operands of rank < 2'
@@ -354,7 +348,7 @@ class Runner {
     return { exps, packed, groups, KW }
   }
 
-  run(backend: WebGPUBackend, call: Call, p: Plan): TensorInfo {
+  run(backend: WebGPUBackend, call: MatMulCall, p: Plan): TensorInfo {
     const { m, n, k, batch, batchA, batchB } = p
     // op(A) rows: A [.., M, K] row i = stride K, k stride 1; A^T stored [.., K, M]: row stride 1, k stride M.
     const A = call.transposeA
@@ -426,7 +420,7 @@ export function registerExactKernels(options: ExactKernelOptions = {}): ExactKer
   const runner = new Runner(scheme, options.dot4 ?? detectDot4())
   const counts: ExactKernels['counts'] = { BatchMatMul: { exact: 0, stock: 0 }, _FusedMatMul: { exact: 0, stock: 0 } }
 
-  const dispatch = (name: (typeof OVERRIDDEN_KERNELS)[number], args: Parameters<KernelFunc>[0], call: Call | string) => {
+  const dispatch = (name: (typeof OVERRIDDEN_KERNELS)[number], args: Parameters<KernelFunc>[0], call: MatMulCall | string) => {
     const p = typeof call === 'string' ? call : plan(call)
     if (typeof p === 'string' || typeof call === 'string') {
       if (fallback === 'throw') throw new ExactKernelError(`exact ${name} does not cover this call: ${p as string}`)
