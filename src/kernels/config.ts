@@ -83,3 +83,12 @@ export function activateKernelBundle(bundle: string = KERNEL_BUNDLE): void {
   const handle = activate()
   current = { bundle, restore: () => handle.restore() }
 }
+
+/**
+ * Takes the bundle in place out, leaving stock tfjs-webgpu kernels (with the matmul program pinned by
+ * `configureTfjsWebgpu`): what the convergence comparison trains with as its "stock" baseline.
+ */
+export function deactivateKernelBundles(): void {
+  current?.restore()
+  current = null
+}
