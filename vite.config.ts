@@ -17,6 +17,7 @@ export default defineConfig({
         contribute: resolve(import.meta.dirname, 'web/contribute.html'),
         job: resolve(import.meta.dirname, 'web/job.html'),
         verify: resolve(import.meta.dirname, 'web/verify.html'),
+        kernels: resolve(import.meta.dirname, 'web/kernels.html'),
       },
     },
   },
