@@ -6,8 +6,17 @@ import { buildMnistPreset } from '../../coordinator/presets/mnist.ts'
 import { jobSpecHash, parseJobSpec, type WorkUnit } from '../protocol/index.ts'
 import { createUnitRunner } from '../worker/unitRunner.ts'
 import { isUnavailable } from './device.ts'
-import { KERNEL_AUDIT, PROGRAM_AUDIT, recordKernels, REDUCE_ADAPTER_DEPENDENT_SIZE, type KernelRecorder } from './opAudit.ts'
+import {
+  EXACT_MODE_PASSTHROUGH_KERNELS,
+  EXACT_MODE_STOCK_PROGRAMS,
+  KERNEL_AUDIT,
+  PROGRAM_AUDIT,
+  recordKernels,
+  REDUCE_ADAPTER_DEPENDENT_SIZE,
+  type KernelRecorder,
+} from './opAudit.ts'
 import { registerDeterministicKernels } from './register.ts'
+import { EXACT_KERNELS, registerExactKernels } from './registerExact.ts'
 import { setupTfjsWebgpu } from './testing/tfjsWebgpu.ts'
 
 const tfjs = await setupTfjsWebgpu()
@@ -54,22 +63,27 @@ describe("tfjs-webgpu's ReduceProgram: the summation tree depends on the adapter
   })
 })
 
+/** A preset unit with two inner steps: forward, backward and two Adam updates (the second with non-zero moments). */
+async function twoStepPresetUnit() {
+  const preset = await buildMnistPreset({ paid: false })
+  const spec = parseJobSpec({ ...preset.spec, training: { ...preset.spec.training, innerSteps: 2 } })
+  const unit: WorkUnit = { jobId: jobSpecHash(spec), round: 0, unit: 1, inputHash: spec.model.initialWeights }
+  const runner = createUnitRunner({
+    async get(hash) {
+      const bytes = preset.blobs.get(hash)
+      if (!bytes) throw new Error(`test blob source has no ${hash}`)
+      return bytes
+    },
+  })
+  return { spec, unit, runner }
+}
+
 describe.skipIf(unavailable !== null)('op audit: what the MNIST preset unit dispatches on tfjs-webgpu (Node, Dawn)', () => {
   let recorded: KernelRecorder
 
   it('runs a 2-step preset unit with the deterministic matmul and records kernels and programs', async () => {
     if (isUnavailable(tfjs)) return
-    const preset = await buildMnistPreset({ paid: false })
-    // Two inner steps: forward, backward and two Adam updates (the second with non-zero moments).
-    const spec = parseJobSpec({ ...preset.spec, training: { ...preset.spec.training, innerSteps: 2 } })
-    const unit: WorkUnit = { jobId: jobSpecHash(spec), round: 0, unit: 1, inputHash: spec.model.initialWeights }
-    const runner = createUnitRunner({
-      async get(hash) {
-        const bytes = preset.blobs.get(hash)
-        if (!bytes) throw new Error(`test blob source has no ${hash}`)
-        return bytes
-      },
-    })
+    const { spec, unit, runner } = await twoStepPresetUnit()
     const matmul = registerDeterministicKernels()
     const wasActive = matmul.counts.BatchMatMul.deterministic + matmul.counts._FusedMatMul.deterministic
     recorded = recordKernels(tfjs.backend)
@@ -113,5 +127,31 @@ describe.skipIf(unavailable !== null)('op audit: what the MNIST preset unit disp
     }
     console.log(`reductions: ${JSON.stringify(recorded.reductions.map((r) => `${r.shaderKey}:${r.reduceSize}/${r.workgroupSizeX}`))}`)
     void tf
+  })
+})
+
+describe.skipIf(unavailable !== null)('exact-mode audit: every float32 computation of a preset unit is soft float or integer', () => {
+  it('runs only exact kernels and pass-through kernels, and only exact or copying programs', async () => {
+    if (isUnavailable(tfjs)) return
+    const { spec, unit, runner } = await twoStepPresetUnit()
+    const exact = registerExactKernels()
+    const recorded = recordKernels(tfjs.backend)
+    try {
+      const out = await runner.run(spec, unit)
+      expect(out.losses.every(Number.isFinite)).toBe(true)
+    } finally {
+      recorded.stop()
+      exact.restore()
+    }
+    const allowedKernels = new Set<string>([...EXACT_KERNELS, ...EXACT_MODE_PASSTHROUGH_KERNELS])
+    expect([...recorded.kernels.keys()].filter((k) => !allowedKernels.has(k))).toEqual([])
+    // Float32 arithmetic all went to the exact programs: a stock call would be a float32 op on int32 only.
+    const floatOps = ['BatchMatMul', '_FusedMatMul', 'Add', 'Multiply', 'RealDiv', 'Exp', 'Log', 'Sqrt', 'Sum'] as const
+    for (const k of floatOps) expect(exact.counts[k].exact, k).toBeGreaterThan(0)
+    for (const k of EXACT_KERNELS) expect(exact.counts[k].stock, k).toBe(0)
+    const allowedPrograms = new Set<string>(EXACT_MODE_STOCK_PROGRAMS)
+    const strays = [...recorded.programs].filter(([name, p]) => !allowedPrograms.has(name) && !(name === 'Object' && [...p.shaderKeys].every((k) => k.startsWith('exact'))))
+    expect(strays.map(([name, p]) => `${name} ${[...p.shaderKeys].join(',')}`)).toEqual([])
+    console.log(`exact-mode unit: kernels ${JSON.stringify(Object.fromEntries(recorded.kernels))}; programs ${JSON.stringify([...recorded.programs].map(([n, p]) => `${n} x${p.count} ${[...p.shaderKeys].join(',')}`))}`)
   })
 })

@@ -51,12 +51,21 @@ import { DEFAULT_EXACT_SCHEME, exactArithmeticWgsl, exactBundleId, exactMantissa
 import { OVERRIDDEN_KERNELS, registerDeterministicKernels } from './register.ts'
 import type { MatMulDims } from './matmulDeterministic.ts'
 import { matMulCallOf, reinstateKernels, replaceWebgpuKernels, type MatMulCall } from './tfjsKernels.ts'
+import { EXACT_ELEMENTWISE_OPS, exactElementwiseWgsl, runExactElementwise, type ExactElementwiseKernel } from './exactElementwise.ts'
+import { EXACT_REDUCE_OPS, exactReduceWgsl, runExactReduce, type ExactReduceKernel } from './exactReduce.ts'
 
 type TensorInfo = tf.TensorInfo
 type KernelFunc = tf.KernelConfig['kernelFunc']
 
 /** Version of the registered programs (prep, matmul, bias/relu epilogue); in the bundle id. */
-export const EXACT_REGISTERED_VERSION = 1
+export const EXACT_REGISTERED_VERSION = 2
+
+const ELEMENTWISE_KERNELS = Object.keys(EXACT_ELEMENTWISE_OPS) as ExactElementwiseKernel[]
+const REDUCE_KERNELS = Object.keys(EXACT_REDUCE_OPS) as ExactReduceKernel[]
+
+/** Every tfjs kernel exact mode replaces: the matmuls, the float32 element-wise ops and the reductions. */
+export const EXACT_KERNELS = [...OVERRIDDEN_KERNELS, ...ELEMENTWISE_KERNELS, ...REDUCE_KERNELS] as const
+export type ExactKernelName = (typeof OVERRIDDEN_KERNELS)[number] | ExactElementwiseKernel | ExactReduceKernel
 
 /** Exponent given to a group holding Inf or NaN; any output that uses the group becomes NaN. */
 const NONFINITE = 1 << 20
@@ -88,8 +97,12 @@ export interface ExactKernels {
   readonly scheme: ExactScheme
   /** The id of the kernels as registered: goes into a job spec that asks for exact mode. */
   readonly bundleId: string
-  /** Calls by kernel name: how many ran the exact program and how many went to the previous kernel. */
-  readonly counts: Record<(typeof OVERRIDDEN_KERNELS)[number], { exact: number; stock: number }>
+  /**
+   * Calls by kernel name: how many ran the exact program and how many went to the previous kernel (the
+   * matmuls only with `fallback: 'stock'`; element-wise ops and reductions on int32 or bool tensors, whose
+   * arithmetic is exact on every implementation anyway).
+   */
+  readonly counts: Record<ExactKernelName, { exact: number; stock: number }>
   /** Puts the previous (stock) kernels back. Idempotent. */
   restore(): void
 }
@@ -234,6 +247,8 @@ function allVariantsSource(scheme: ExactScheme): string {
   for (const bias of [false, true]) {
     for (const activation of ['linear', 'relu'] as const) parts.push(exactMatmulTfjsWgsl(scheme, false, { bias, activation }))
   }
+  for (const name of ELEMENTWISE_KERNELS) parts.push(exactElementwiseWgsl(name))
+  for (const name of REDUCE_KERNELS) parts.push(exactReduceWgsl(name))
   return parts.join('\n')
 }
 
@@ -406,7 +421,7 @@ export function registerExactKernels(options: ExactKernelOptions = {}): ExactKer
     minPairOrder: options.minPairOrder ?? DEFAULT_EXACT_SCHEME.minPairOrder,
   }
   checkScheme(scheme)
-  for (const name of OVERRIDDEN_KERNELS) {
+  for (const name of EXACT_KERNELS) {
     if (!tf.getKernel(name, 'webgpu')) {
       throw new ExactKernelRegistrationError(`no ${name} kernel on webgpu: import @tensorflow/tfjs-backend-webgpu first`)
     }
@@ -415,10 +430,10 @@ export function registerExactKernels(options: ExactKernelOptions = {}): ExactKer
     throw new ExactKernelRegistrationError('the deterministic matmul kernels are registered: call their restore() first')
   }
   const stock = new Map<string, tf.KernelConfig>()
-  for (const name of OVERRIDDEN_KERNELS) stock.set(name, tf.getKernel(name, 'webgpu')!)
+  for (const name of EXACT_KERNELS) stock.set(name, tf.getKernel(name, 'webgpu')!)
   const fallback = options.fallback ?? 'throw'
   const runner = new Runner(scheme, options.dot4 ?? detectDot4())
-  const counts: ExactKernels['counts'] = { BatchMatMul: { exact: 0, stock: 0 }, _FusedMatMul: { exact: 0, stock: 0 } }
+  const counts = Object.fromEntries(EXACT_KERNELS.map((name) => [name, { exact: 0, stock: 0 }])) as ExactKernels['counts']
 
   const dispatch = (name: (typeof OVERRIDDEN_KERNELS)[number], args: Parameters<KernelFunc>[0], call: MatMulCall | string) => {
     const p = typeof call === 'string' ? call : plan(call)
@@ -434,9 +449,34 @@ export function registerExactKernels(options: ExactKernelOptions = {}): ExactKer
   const batchMatMul: KernelFunc = (args) => dispatch('BatchMatMul', args, matMulCallOf('BatchMatMul', args))
   const fusedMatMul: KernelFunc = (args) => dispatch('_FusedMatMul', args, matMulCallOf('_FusedMatMul', args))
 
+  // Element-wise ops and reductions: float32 through soft float; int32 and bool (exact arithmetic on every
+  // implementation) through the stock kernel.
+  const elementwise = (name: ExactElementwiseKernel): KernelFunc => (args) => {
+    const named = args.inputs as Record<string, TensorInfo>
+    const inputs = EXACT_ELEMENTWISE_OPS[name].kind === 'binary' ? [named.a!, named.b!] : [named.x!]
+    if (inputs.some((t) => t.dtype !== 'float32')) {
+      counts[name].stock++
+      return stock.get(name)!.kernelFunc(args)
+    }
+    counts[name].exact++
+    return runExactElementwise(args.backend as WebGPUBackend, name, inputs, args.attrs as Record<string, unknown>)
+  }
+  const transpose = tf.getKernel('Transpose', 'webgpu')!.kernelFunc
+  const reduce = (name: ExactReduceKernel): KernelFunc => (args) => {
+    const x = (args.inputs as Record<string, TensorInfo>).x!
+    if (x.dtype !== 'float32') {
+      counts[name].stock++
+      return stock.get(name)!.kernelFunc(args)
+    }
+    counts[name].exact++
+    return runExactReduce(args.backend as WebGPUBackend, name, x, args.attrs as Record<string, unknown>, transpose)
+  }
+
   replaceWebgpuKernels([
     ['BatchMatMul', batchMatMul],
     ['_FusedMatMul', fusedMatMul],
+    ...ELEMENTWISE_KERNELS.map((name) => [name, elementwise(name)] as const),
+    ...REDUCE_KERNELS.map((name) => [name, reduce(name)] as const),
   ])
 
   const handle: ExactKernels = {

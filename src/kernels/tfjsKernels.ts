@@ -46,3 +46,14 @@ export function matMulCallOf(kernelName: 'BatchMatMul' | '_FusedMatMul', args: P
   if (activation !== 'linear' && activation !== 'relu') return `activation ${activation}`
   return { a, b, bias: kernelName === '_FusedMatMul' ? (bias ?? undefined) : undefined, transposeA: attrs.transposeA, transposeB: attrs.transposeB, activation }
 }
+
+/**
+ * A flat dispatch over every output element, `workgroup` invocations per group: what tfjs-webgpu's own
+ * element-wise programs use (its `webgpu_util` helpers are not imported as values here, because importing
+ * the package registers the backend, which must wait until a GPU is installed). The backend reshapes a grid
+ * past the adapter's per-dimension limit itself, and its preamble recomputes the flat index from it.
+ */
+export function flatDispatch(outputShape: readonly number[], workgroup: number): { dispatchLayout: { x: number[] }; dispatch: [number, number, number] } {
+  const size = outputShape.reduce((p, d) => p * d, 1)
+  return { dispatchLayout: { x: outputShape.map((_, i) => i) }, dispatch: [Math.ceil(size / workgroup), 1, 1] }
+}
