@@ -60,7 +60,7 @@ describe.skipIf(unavailable !== null)('exact-mode element-wise kernels in tfjs (
         // Log and Sqrt mostly see positive inputs in training; give them both signs anyway.
         const b = values(Math.max(1, bShape.reduce((p, d) => p * d, 1)), name.length + 100)
         const before = exact!.counts[name].exact
-        const attrs = name === 'Step' ? { alpha: 0.25 } : {}
+        const attrs: tf.NamedAttrMap = name === 'Step' ? { alpha: 0.25 } : {}
         const out =
           op.kind === 'binary'
             ? tf.engine().runKernel(name, { a: tf.tensor2d(a, [rows, cols]), b: tf.tensor(b, bShape) })

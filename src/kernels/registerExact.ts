@@ -253,13 +253,14 @@ function allVariantsSource(scheme: ExactScheme): string {
 }
 
 /**
- * Id of the exact kernels as registered in tfjs: `exactBundleId(scheme)` (the arithmetic), the version and
- * a digest of the registered WGSL (dot4 fallback form; dot4I8Packed gives the same bits), and the tfjs
- * version whose preamble they run in.
+ * Id of the exact kernels as registered in tfjs: the version and a digest of every registered program's WGSL
+ * (matmul in its dot4 fallback form, as dot4I8Packed gives the same bits; the soft-float element-wise ops and
+ * reductions), `exactBundleId(scheme)` (the matmul's arithmetic), and the tfjs version whose preamble they
+ * run in.
  */
 export function exactKernelBundleId(scheme: ExactScheme = DEFAULT_EXACT_SCHEME): string {
   const digest = sha256Hex(new TextEncoder().encode(allVariantsSource(scheme))).slice(2, 18)
-  return `tabtrain-${exactBundleId(scheme)}/tfjs-v${EXACT_REGISTERED_VERSION}-${digest}+tfjs-webgpu-4.22.0`
+  return `tabtrain-exact-v${EXACT_REGISTERED_VERSION}-${digest}+${exactBundleId(scheme)}+softfloat+tfjs-webgpu-4.22.0`
 }
 
 export const EXACT_KERNEL_BUNDLE = exactKernelBundleId()
