@@ -108,11 +108,13 @@ export async function buildMnistPreset(options: { dir?: string; paid?: boolean; 
   const exact = options.kernelBundle === EXACT_KERNEL_BUNDLE
   const spec = parseJobSpec({
     version: 1,
-    name: exact ? 'MNIST digits (MLP 784-64-10), exact matmul' : 'MNIST digits (MLP 784-64-10)',
+    name: exact ? 'MNIST digits (MLP 784-64-10), exact mode' : 'MNIST digits (MLP 784-64-10)',
     description:
       'Classify handwritten digits. 8,000 training and 2,000 held-out images from the MNIST test set, ' +
       'a 784-64-10 perceptron, Adam inside each unit, units averaged every round.' +
-      (exact ? ' Its matmuls are summed exactly in integers, so they give the same bits on any WebGPU implementation.' : ''),
+      (exact
+        ? ' Exact mode: matmuls summed exactly in integers, every other float operation in integer soft float, so a unit gives the same bits on any WebGPU implementation.'
+        : ''),
     seed: 20261122,
     model: { format: 'tfjs-layers', topology, initialWeights: initial.hash },
     data: {

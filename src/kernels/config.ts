@@ -44,9 +44,10 @@ export class UnsupportedKernelBundleError extends Error {
 }
 
 /**
- * Exact mode: the matmuls summed exactly in integers (matmulExact.ts, registerExact.ts), so they give the
- * same bits on every conforming WebGPU implementation; the other ops are still stock tfjs-webgpu (see
- * docs/kernels.md for what each needs). A job chooses it by naming this bundle in its spec.
+ * Exact mode: the matmuls summed exactly in integers (matmulExact.ts), every other float32 operation of a
+ * preset in integer soft float (exactElementwise.ts, exactReduce.ts), all registered by registerExact.ts, so a
+ * unit gives the same bits on every conforming WebGPU implementation (docs/kernels.md). A job chooses it by
+ * naming this bundle in its spec.
  */
 export { EXACT_KERNEL_BUNDLE }
 
