@@ -7,7 +7,6 @@ import { jobSpecHash, parseJobSpec, type WorkUnit } from '../protocol/index.ts'
 import { createUnitRunner } from '../worker/unitRunner.ts'
 import { isUnavailable } from './device.ts'
 import {
-  EXACT_MODE_PASSTHROUGH_KERNELS,
   EXACT_MODE_STOCK_PROGRAMS,
   KERNEL_AUDIT,
   PROGRAM_AUDIT,
@@ -16,7 +15,7 @@ import {
   type KernelRecorder,
 } from './opAudit.ts'
 import { registerDeterministicKernels } from './register.ts'
-import { EXACT_KERNELS, registerExactKernels } from './registerExact.ts'
+import { EXACT_KERNELS, EXACT_PASSTHROUGH_KERNELS, registerExactKernels } from './registerExact.ts'
 import { setupTfjsWebgpu } from './testing/tfjsWebgpu.ts'
 
 const tfjs = await setupTfjsWebgpu()
@@ -143,7 +142,7 @@ describe.skipIf(unavailable !== null)('exact-mode audit: every float32 computati
       recorded.stop()
       exact.restore()
     }
-    const allowedKernels = new Set<string>([...EXACT_KERNELS, ...EXACT_MODE_PASSTHROUGH_KERNELS])
+    const allowedKernels = new Set<string>([...EXACT_KERNELS, ...EXACT_PASSTHROUGH_KERNELS])
     expect([...recorded.kernels.keys()].filter((k) => !allowedKernels.has(k))).toEqual([])
     // Float32 arithmetic all went to the exact programs: a stock call would be a float32 op on int32 only.
     const floatOps = ['BatchMatMul', '_FusedMatMul', 'Add', 'Multiply', 'RealDiv', 'Exp', 'Log', 'Sqrt', 'Sum'] as const

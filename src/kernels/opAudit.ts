@@ -320,11 +320,10 @@ export function recordKernels(backend: WebGPUBackend): KernelRecorder {
 }
 
 /**
- * Exact mode (registerExact.ts) replaces every float32 arithmetic kernel the preset runs. What it leaves to
- * stock tfjs-webgpu must not compute: these kernels only relabel, copy, cast without loss, or write
- * constants, and these programs only copy or write constants (1.0 and 0.0 for OneHot, 0.0 for ZerosLike),
- * so their output bits are their input bits on every implementation. The exact-mode audit test fails on
- * anything else a unit dispatches.
+ * Exact mode (registerExact.ts) replaces every float32 arithmetic kernel the preset runs and refuses any
+ * other on float32 values, except kernels that only relabel, copy or write constants
+ * (`EXACT_PASSTHROUGH_KERNELS` there). These stock programs only copy or write constants (1.0 and 0.0 for
+ * OneHot, 0.0 for ZerosLike), so their output bits are their input bits on every implementation; the
+ * exact-mode audit test fails on any other program a unit dispatches.
  */
-export const EXACT_MODE_PASSTHROUGH_KERNELS = ['Identity', 'Reshape', 'Cast', 'ZerosLike', 'OneHot', 'Pack', 'Transpose', 'ExpandDims', 'Concat'] as const
 export const EXACT_MODE_STOCK_PROGRAMS = ['TransposeProgram', 'TransposeSharedProgram', 'FillProgram', 'OneHotProgram', 'ConcatProgram'] as const

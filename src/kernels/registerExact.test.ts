@@ -166,6 +166,20 @@ describe.skipIf(unavailable !== null)('exact matmul registered in tfjs-webgpu (N
     }
   })
 
+  it('refuses float32 ops it has no exact form for, lets int32 through, and puts them back on restore', async () => {
+    kernels ??= registerExactKernels()
+    const x = tf.tensor1d([0.5, -0.25])
+    expect(() => tf.tanh(x)).toThrow(ExactKernelError)
+    expect(() => tf.tanh(x)).toThrow(/Tanh has no exact form/)
+    expect(Array.from(await tf.maximum(tf.tensor1d([1, 5], 'int32'), tf.tensor1d([3, 2], 'int32')).data())).toEqual([3, 5])
+    // Copies are exact: a slice of float32 values passes.
+    expect(Array.from(await tf.slice(x, [1], [1]).data())).toEqual([-0.25])
+    kernels.restore()
+    kernels = null
+    const tanh = await tf.tanh(x).data()
+    expect(tanh[0]).toBeCloseTo(Math.tanh(0.5), 6)
+  })
+
   it('throws on calls it does not cover; with fallback stock they go to the previous kernel', async () => {
     kernels ??= registerExactKernels()
     const a = tf.tensor2d(seededFloats(6, 1), [2, 3])

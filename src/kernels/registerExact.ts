@@ -63,6 +63,17 @@ export const EXACT_REGISTERED_VERSION = 2
 const ELEMENTWISE_KERNELS = Object.keys(EXACT_ELEMENTWISE_OPS) as ExactElementwiseKernel[]
 const REDUCE_KERNELS = Object.keys(EXACT_REDUCE_OPS) as ExactReduceKernel[]
 
+/**
+ * Kernels exact mode leaves to stock tfjs-webgpu: they relabel, copy, cast without arithmetic, or write
+ * constants (0 and 1), so their output bits are their input bits on every implementation. Any other kernel
+ * called on a float32 tensor in exact mode throws ExactKernelError (a computation exact mode has no exact
+ * form for must not run silently in float hardware); the op audit test lists what a preset unit calls.
+ */
+export const EXACT_PASSTHROUGH_KERNELS = [
+  'Identity', 'Reshape', 'Cast', 'ZerosLike', 'OnesLike', 'Fill', 'OneHot', 'Pack', 'Unpack', 'Transpose', 'ExpandDims',
+  'Squeeze', 'Concat', 'Slice', 'StridedSlice', 'GatherV2', 'Tile', 'Reverse', 'PadV2',
+] as const
+
 /** Every tfjs kernel exact mode replaces: the matmuls, the float32 element-wise ops and the reductions. */
 export const EXACT_KERNELS = [...OVERRIDDEN_KERNELS, ...ELEMENTWISE_KERNELS, ...REDUCE_KERNELS] as const
 export type ExactKernelName = (typeof OVERRIDDEN_KERNELS)[number] | ExactElementwiseKernel | ExactReduceKernel
@@ -473,11 +484,24 @@ export function registerExactKernels(options: ExactKernelOptions = {}): ExactKer
     return runExactReduce(args.backend as WebGPUBackend, name, x, args.attrs as Record<string, unknown>, transpose)
   }
 
+  // Everything else: refused on float32 (see EXACT_PASSTHROUGH_KERNELS), unless calls may go to stock.
+  const covered = new Set<string>([...EXACT_KERNELS, ...EXACT_PASSTHROUGH_KERNELS])
+  const guarded = fallback === 'stock' ? [] : tf.getKernelsForBackend('webgpu').filter((k) => !covered.has(k.kernelName))
+  for (const config of guarded) stock.set(config.kernelName, config)
+  const refuseFloat = (config: tf.KernelConfig): KernelFunc => (args) => {
+    const inputs = Object.values(args.inputs as Record<string, TensorInfo | undefined>)
+    if (inputs.some((t) => t?.dtype === 'float32')) {
+      throw new ExactKernelError(`${config.kernelName} has no exact form: exact mode cannot run it on float32 values`)
+    }
+    return config.kernelFunc(args)
+  }
+
   replaceWebgpuKernels([
     ['BatchMatMul', batchMatMul],
     ['_FusedMatMul', fusedMatMul],
     ...ELEMENTWISE_KERNELS.map((name) => [name, elementwise(name)] as const),
     ...REDUCE_KERNELS.map((name) => [name, reduce(name)] as const),
+    ...guarded.map((config) => [config.kernelName, refuseFloat(config)] as const),
   ])
 
   const handle: ExactKernels = {
