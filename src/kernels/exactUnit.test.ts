@@ -1,10 +1,9 @@
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, describe, expect, it } from 'vitest'
 import { buildMnistPreset, type PresetBlobs } from '../../coordinator/presets/mnist.ts'
-import { decodeTensorList, hashTensorList, jobSpecHash, parseJobSpec, type Hash, type JobSpec, type WorkUnit } from '../protocol/index.ts'
-import { applyAveragedUpdate } from '../training/aggregate.ts'
-import { evaluateModel, type Evaluation } from '../training/evaluate.ts'
-import { buildModel, setModelWeights } from '../training/model.ts'
+import { jobSpecHash, parseJobSpec, type JobSpec, type WorkUnit } from '../protocol/index.ts'
+import { trainPresetWithKernels } from '../training/convergence.ts'
+import type { Evaluation } from '../training/evaluate.ts'
 import { createUnitRunner } from '../worker/unitRunner.ts'
 import { isUnavailable } from './device.ts'
 import { registerDeterministicKernels } from './register.ts'
@@ -63,34 +62,6 @@ function runnerFor(job: SmallJob) {
   })
 }
 
-/** `rounds` rounds of `units` units each, averaged as the coordinator does; held-out loss per checkpoint. */
-async function train(job: SmallJob, rounds: number, units: number, heldOutCount: number): Promise<Evaluation[]> {
-  const runner = runnerFor(job)
-  const jobId = jobSpecHash(job.spec)
-  const model = await buildModel(job.spec)
-  const heldOut = { ...job.preset.heldOut, count: Math.min(heldOutCount, job.preset.heldOut.count) }
-  let checkpoint = job.spec.model.initialWeights
-  const evaluate = async (hash: Hash) => {
-    setModelWeights(model, decodeTensorList(job.blobs.get(hash)!))
-    return evaluateModel(model, job.spec, heldOut)
-  }
-  const evaluations = [await evaluate(checkpoint)]
-  for (let round = 0; round < rounds; round++) {
-    const updates = []
-    for (let unit = 0; unit < units; unit++) {
-      const out = await runner.run(job.spec, { jobId, round, unit, inputHash: checkpoint })
-      expect(out.losses.every(Number.isFinite)).toBe(true)
-      updates.push({ update: decodeTensorList(out.updateBytes), examples: out.examples })
-    }
-    const next = hashTensorList(applyAveragedUpdate(decodeTensorList(job.blobs.get(checkpoint)!), updates, job.spec.training.outerLearningRate))
-    job.blobs.set(next.hash, next.bytes)
-    checkpoint = next.hash
-    evaluations.push(await evaluate(checkpoint))
-  }
-  model.dispose()
-  return evaluations
-}
-
 describe.skipIf(unavailable !== null)('exact-mode matmuls in a training unit (Node, Dawn)', () => {
   it('the same unit twice in exact mode gives the same output hash', async () => {
     const job = await smallMnistJob(2)
@@ -119,14 +90,18 @@ describe.skipIf(unavailable !== null)('exact-mode matmuls in a training unit (No
   })
 
   it('trains in exact mode as with the deterministic kernels (3 rounds x 2 units)', async () => {
+    // The training path of src/training/convergence.ts (real unit runner, the coordinator's averaging),
+    // with the bundles as config.ts puts them in place; this test's own registrations taken out first.
+    restoreActive?.()
+    restoreActive = null
+    const { preset } = await smallMnistJob(3)
     const results: Partial<Record<Mode, Evaluation[]>> = {}
     for (const mode of ['deterministic', 'exact'] as const) {
-      useMode(mode)
-      const t0 = performance.now()
-      results[mode] = await train(await smallMnistJob(3), 3, 2, 400)
+      const run = await trainPresetWithKernels({ mode, preset, rounds: 3, unitsPerRound: 2, innerSteps: 3, heldOutCount: 400 })
+      results[mode] = run.curve.map((p) => ({ loss: p.loss, accuracy: p.accuracy, examples: run.heldOutCount }))
       console.log(
         `${mode}: held-out ${results[mode]!.map((e) => `loss ${e.loss.toFixed(4)} acc ${(100 * e.accuracy).toFixed(1)}%`).join(' -> ')} ` +
-          `(${(performance.now() - t0).toFixed(0)} ms)`,
+          `(${run.timings.totalMs.toFixed(0)} ms)`,
       )
     }
     const det = results.deterministic!
