@@ -82,6 +82,31 @@ function asciiChart(runs: ConvergenceRun[], height = 16, width = 64): string {
   return lines.join('\n')
 }
 
+/** What the numbers say, in words, from the numbers themselves. */
+function notes(runs: ConvergenceRun[], stock: ConvergenceRun): string[] {
+  const out: string[] = []
+  for (const run of runs) {
+    if (run.mode === 'stock') continue
+    const worst = Math.max(...run.curve.map((p, i) => Math.abs(p.accuracy - stock.curve[i]!.accuracy)))
+    const final = run.final.accuracy - stock.final.accuracy
+    out.push(
+      `${run.mode}: final held-out accuracy ${pct(run.final.accuracy)} vs stock's ${pct(stock.final.accuracy)} ` +
+        `(${signedPoints(final)} points; within 1 point: ${Math.abs(final) <= 0.01 ? 'yes' : 'NO'}); at most ${(100 * worst).toFixed(2)} points from stock at any round; ` +
+        `${(run.timings.totalMs / stock.timings.totalMs).toFixed(2)}x stock's time (units alone: median ${(run.timings.medianUnitMs / stock.timings.medianUnitMs).toFixed(2)}x).`,
+    )
+    if (run.finalCheckpoint === stock.finalCheckpoint) {
+      out.push(
+        `${run.mode}: its final checkpoint is bit for bit stock's. On this adapter the deterministic matmul sums in the same ` +
+          'order as the stock tiled matmul that config.ts pins (program 3), so the runs are the same computation; it ' +
+          'differs from stock where stock would choose another program (split-K with float atomics) or on other devices.',
+      )
+    } else {
+      out.push(`${run.mode}: its checkpoints are other bits than stock's (its kernels round differently), and it converges alike.`)
+    }
+  }
+  return out
+}
+
 async function main(): Promise<void> {
   const tfjs = await setupTfjsWebgpu()
   if (isUnavailable(tfjs)) throw new Error(tfjs.unavailable)
@@ -155,6 +180,19 @@ async function main(): Promise<void> {
     '',
     `Wall time for the three modes: ${secs(wallMs)}. Time = the mode's own units + averaging + evaluations; ` +
       `evaluation alone: ${runs.map((r) => `${r.mode} ${secs(r.timings.evaluateMs)}`).join(', ')}.`,
+    '',
+    '## Notes',
+    '',
+    ...notes(runs, stock).map((n) => `- ${n}`),
+    '',
+    '## Side by side',
+    '',
+    '| round | accuracy stock | accuracy deterministic | accuracy exact | loss stock | loss deterministic | loss exact |',
+    '|---|---|---|---|---|---|---|',
+    ...stock.curve.map((p, i) => {
+      const at = (m: KernelMode) => byMode[m]!.curve[i]!
+      return `| ${p.round} | ${pct(at('stock').accuracy)} | ${pct(at('deterministic').accuracy)} | ${pct(at('exact').accuracy)} | ${at('stock').loss.toFixed(4)} | ${at('deterministic').loss.toFixed(4)} | ${at('exact').loss.toFixed(4)} |`
+    }),
     '',
     '## Held-out loss per round',
     '',
