@@ -20,6 +20,7 @@ import { matmulProgram, matmulUniformValues, type MatMulDims } from '../src/kern
 import { readBuffer, runProgram, storageBuffer, uniformBuffer } from '../src/kernels/program.ts'
 import { ExactMatmul, hasDot4 } from '../src/kernels/matmulExact.ts'
 import { fp32Peak, isCpuAdapter, resultsDirectory } from './gpuPeak.ts'
+import { medianMs } from './timing.ts'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const REPS = Number(process.env.BENCH_REPS ?? 20)
@@ -40,17 +41,7 @@ function uniform(n: number, seed: number): Float32Array {
   })
 }
 
-async function median(fn: () => Promise<void>): Promise<number> {
-  for (let i = 0; i < WARMUP; i++) await fn()
-  const times: number[] = []
-  for (let i = 0; i < REPS; i++) {
-    const t0 = performance.now()
-    await fn()
-    times.push(performance.now() - t0)
-  }
-  times.sort((x, y) => x - y)
-  return times[Math.floor(times.length / 2)]!
-}
+const median = (fn: () => Promise<void>) => medianMs(fn, REPS, WARMUP)
 
 interface Row {
   shape: string

@@ -19,6 +19,7 @@ import { seededFloats } from '../src/kernels/reference.ts'
 import { jobSpecHash, parseJobSpec, type WorkUnit } from '../src/protocol/index.ts'
 import { createUnitRunner } from '../src/worker/unitRunner.ts'
 import { adapterLine, isCpuAdapter, resultsDirectory } from './gpuPeak.ts'
+import { medianMs } from './timing.ts'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const REPS = Number(process.env.BENCH_REPS ?? 15)
@@ -35,17 +36,7 @@ function useMode(mode: Mode): void {
   } else activateKernelBundle(mode === 'exact' ? EXACT_KERNEL_BUNDLE : KERNEL_BUNDLE)
 }
 
-async function median(fn: () => Promise<void>, reps = REPS, warmup = WARMUP): Promise<number> {
-  for (let i = 0; i < warmup; i++) await fn()
-  const times: number[] = []
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now()
-    await fn()
-    times.push(performance.now() - t0)
-  }
-  times.sort((x, y) => x - y)
-  return times[Math.floor(times.length / 2)]!
-}
+const median = (fn: () => Promise<void>, reps = REPS, warmup = WARMUP) => medianMs(fn, reps, warmup)
 
 interface OpCase {
   name: string
