@@ -1,14 +1,19 @@
 import * as tf from '@tensorflow/tfjs'
 
 /**
- * Swapping kernels on tfjs's WebGPU backend, shared by the deterministic and the exact registrations:
+ * Swapping kernels on a tfjs backend, shared by the deterministic and the exact registrations (WebGPU) and
+ * exact mode on the CPU:
  * tfjs refuses to register a kernel name twice, so each swap unregisters first.
  */
-export function replaceWebgpuKernels(kernels: Iterable<readonly [string, tf.KernelConfig['kernelFunc']]>): void {
+export function replaceKernels(backendName: string, kernels: Iterable<readonly [string, tf.KernelConfig['kernelFunc']]>): void {
   for (const [kernelName, kernelFunc] of kernels) {
-    tf.unregisterKernel(kernelName, 'webgpu')
-    tf.registerKernel({ kernelName, backendName: 'webgpu', kernelFunc })
+    tf.unregisterKernel(kernelName, backendName)
+    tf.registerKernel({ kernelName, backendName, kernelFunc })
   }
+}
+
+export function replaceWebgpuKernels(kernels: Iterable<readonly [string, tf.KernelConfig['kernelFunc']]>): void {
+  replaceKernels('webgpu', kernels)
 }
 
 /** Puts back kernels saved with `tf.getKernel` before a replacement. */
