@@ -1,12 +1,14 @@
 import * as tf from '@tensorflow/tfjs'
 import { sha256Hex } from '../protocol/hash.ts'
 import { matmulCoreWgsl, MATMUL_DETERMINISTIC_VERSION, type MatMulVariant } from './matmulDeterministic.ts'
-import { registerDeterministicKernels } from './register.ts'
+import { DETERMINISTIC_REDUCE_KERNELS, registerDeterministicKernels } from './register.ts'
+import { FLOAT_REDUCE_VERSION, floatReduceWgsl } from './fixedOrderReduce.ts'
 import { EXACT_KERNEL_BUNDLE, registerExactKernels } from './registerExact.ts'
 
 /**
  * Kernels a unit runs with on WebGPU: TabTrain's deterministic matmul (matmulDeterministic.ts) in place
- * of tfjs-webgpu's BatchMatMul and _FusedMatMul, and stock tfjs-webgpu 4.22 for every other op, with
+ * of tfjs-webgpu's BatchMatMul and _FusedMatMul, fixed-order Sum and Max (fixedOrderReduce.ts), and stock
+ * tfjs-webgpu 4.22 for every other op (element-wise: one output from its own inputs), with
  * one choice pinned for the cases that still reach the stock matmul: its split-K program sums partial
  * products with float atomics in whatever order the GPU schedules them (8 distinct hashes in 10 runs of
  * an [8x4096]@[4096x64] matmul); program type 3 is the plain tiled matmul, whose order its tiles fix.
@@ -20,15 +22,17 @@ const MATMUL_VARIANTS: MatMulVariant[] = [false, true].flatMap((transposeA) =>
   ),
 )
 
-/** First 8 bytes of SHA-256 over the WGSL of every registered variant, in a fixed order. */
-export const DETERMINISTIC_MATMUL_DIGEST = sha256Hex(new TextEncoder().encode(MATMUL_VARIANTS.map(matmulCoreWgsl).join('\n'))).slice(2, 18)
+/** First 8 bytes of SHA-256 over the WGSL of every registered program (matmul variants, then reductions). */
+export const DETERMINISTIC_BUNDLE_DIGEST = sha256Hex(
+  new TextEncoder().encode([...MATMUL_VARIANTS.map(matmulCoreWgsl), ...DETERMINISTIC_REDUCE_KERNELS.map(floatReduceWgsl)].join('\n')),
+).slice(2, 18)
 
 /**
  * The kernel bundle id: part of every job spec (so a job names the kernels its units must run with)
  * and of every device class. It carries the digest of the kernels' source, so editing a kernel changes
  * it and no unit computed with the old kernels can be confused with one computed with the new.
  */
-export const KERNEL_BUNDLE = `tabtrain-matmul-det-v${MATMUL_DETERMINISTIC_VERSION}-${DETERMINISTIC_MATMUL_DIGEST}+tfjs-webgpu-4.22.0-p${WEBGPU_MATMUL_PROGRAM}`
+export const KERNEL_BUNDLE = `tabtrain-det-v${MATMUL_DETERMINISTIC_VERSION + FLOAT_REDUCE_VERSION}-${DETERMINISTIC_BUNDLE_DIGEST}+tfjs-webgpu-4.22.0-p${WEBGPU_MATMUL_PROGRAM}`
 
 /** Pins the stock matmul program; used alone by tests that compare against stock tfjs-webgpu. */
 export function configureTfjsWebgpu(): void {
@@ -45,7 +49,7 @@ export class UnsupportedKernelBundleError extends Error {
 
 /**
  * Exact mode: the matmuls summed exactly in integers (matmulExact.ts), every other float32 operation of a
- * preset in integer soft float (exactElementwise.ts, exactReduce.ts), all registered by registerExact.ts, so a
+ * preset in integer soft float (exactElementwise.ts, fixedOrderReduce.ts), all registered by registerExact.ts, so a
  * unit gives the same bits on every conforming WebGPU implementation (docs/kernels.md). A job chooses it by
  * naming this bundle in its spec.
  */

@@ -13,7 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs'
 import { EXACT_ELEMENTWISE_OPS, type ExactElementwiseKernel } from './exactElementwise.ts'
-import { EXACT_REDUCE_OPS, exactReduceModel, type ExactReduceKernel } from './exactReduce.ts'
+import { EXACT_REDUCE_OPS, exactReduceModel, type ExactReduceKernel } from './fixedOrderReduce.ts'
 import { DEFAULT_EXACT_SCHEME, matmulExactReference } from './exactReference.ts'
 import { exactBiasRelu } from './registerExact.ts'
 import { matMulCallOf, reinstateKernels, replaceKernels } from './tfjsKernels.ts'

@@ -33,9 +33,9 @@ export const PINNED_KERNEL_DIGESTS: Record<string, Record<string, Hash>> = {
     "step [32,64]": "0x35a41301b82188082bde16d87f6aeb5c6a7ff80bf7e3fcbdf6f5ab508366a876",
     "neg [32,64]": "0x431552f13fc31bfd78b7b4cc93818fc04cfc4e174d086be9ccaeb09638681b14",
     "max over classes [32,10] axis 1": "0xe2a812a01647da5210c65f7c1dec8141b7235c2a607ca8bffa25fbb4806a3e74",
-    "sum over classes [32,10] axis 1": "0x32725ed06f9d80a7fc79ed122491e8fb0b1bc7728d8ca99716f99171ae4dc3ae",
-    "sum over batch [32,64] axis 0": "0xc22cbc9168a064c016c96c00075cbc528f1fca348455b7dff15becdf6382b23b",
-    "softmax cross-entropy loss and gradient [32,10]": "0x3562fb31529a7395f4d27ad9f5e5405d5294c4af1c29434598287d5c987de529",
+    "sum over classes [32,10] axis 1": "0x3e35810c657771814da99fb77cfda5b52f880d37a3701afe9caf533134c3c80e",
+    "sum over batch [32,64] axis 0": "0x2ff5fa7f91c2571eee6f6ada52786897be4eec70b941d2882b8c9cdf29ad7b00",
+    "softmax cross-entropy loss and gradient [32,10]": "0x20c923544942869143caa880c1ce2cc5bffc2c983a5565032ac41d4d197772c0",
     "adam two steps [784,64]": "0xc3d9b598f60bc46eae63c8823df70dd99b56bbf73062196502668a67c8501069"
   },
   "exact": {

@@ -117,14 +117,11 @@ describe.skipIf(unavailable !== null)('op audit: what the MNIST preset unit disp
     expect([...recorded.programs.keys()].some((p) => /MatMul/i.test(p))).toBe(false)
   })
 
-  it('keeps every reduction below the size where its tree depends on the adapter', () => {
-    expect(recorded.reductions.length).toBeGreaterThan(0)
-    for (const r of recorded.reductions) {
-      expect(r.reduceSize).toBeLessThan(REDUCE_ADAPTER_DEPENDENT_SIZE)
-      // Below 4096 elements the workgroup is 64 wide on every adapter.
-      expect(r.workgroupSizeX).toBe(r.reduceSize >= 4096 ? 256 : 64)
-    }
-    console.log(`reductions: ${JSON.stringify(recorded.reductions.map((r) => `${r.shaderKey}:${r.reduceSize}/${r.workgroupSizeX}`))}`)
+  it('sums and maxes in the fixed-order programs, never in the stock ReduceProgram whose tree depends on the adapter', () => {
+    expect(recorded.programs.has('ReduceProgram')).toBe(false)
+    expect(recorded.reductions).toEqual([])
+    const own = [...(recorded.programs.get('Object')?.shaderKeys ?? [])]
+    expect(own.filter((k) => k.startsWith('floatReduce/')).sort()).toEqual(['floatReduce/v1/Max', 'floatReduce/v1/Sum'])
     void tf
   })
 })

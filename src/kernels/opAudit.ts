@@ -158,20 +158,18 @@ export const KERNEL_AUDIT = {
     deterministicOnOneImplementation: true,
     crossImplementationRisk: 'none',
     reason:
-      'kernel_utils/reduce.js -> ReduceProgram max (reduce_webgpu.js), or maxImplCPU for small CPU-resident input: ' +
-      'max is exact and order-independent (only the sign of equal zeros depends on order, and the order is fixed); no atomics',
+      'Replaced (register.ts -> fixedOrderReduce.ts, f32 arithmetic): one invocation per output folds the reduced elements with ' +
+      'WGSL max in row-major order; max is exact and order-independent (only NaN handling is up to the implementation); no atomics',
   },
   Sum: {
     class: 'reduction',
     deterministicOnOneImplementation: true,
     crossImplementationRisk: 'low',
     reason:
-      'kernel_utils/reduce.js: transposes the reduced axes innermost, then ReduceProgram sum (reduce_webgpu.js): one workgroup ' +
-      'per output; thread t adds x[t], x[t+W], ... sequentially, then a halving tree over workgroup memory (interval ceil(n/2)); ' +
-      'no atomics. W = 64 below 4096 elements, 256 below 32768, and 512 above ONLY if the adapter allows ' +
-      'maxComputeWorkgroupSizeX >= 512 (base.js requests the adapter\'s own limit) - the one adapter-dependent tree, which the ' +
-      'preset never reaches (opAudit.test.ts asserts reduce sizes < REDUCE_ADAPTER_DEPENDENT_SIZE). Across implementations: ' +
-      'a compiler may contract or reassociate float adds',
+      'Replaced (register.ts -> fixedOrderReduce.ts, f32 arithmetic): the reduced axes transposed innermost, then one invocation ' +
+      'per output adds them sequentially in row-major order, at every size: no tree chosen from adapter limits (stock ' +
+      'ReduceProgram picks a 512-wide one from 32768 elements when the adapter allows), no atomics. Across implementations: ' +
+      'subnormal flushing and a compiler\'s freedom to reassociate float adds (exact mode: soft float)',
   },
 } as const satisfies Record<string, OpAuditEntry>
 
@@ -183,7 +181,9 @@ export const PROGRAM_AUDIT = {
     class: 'matmul',
     deterministicOnOneImplementation: true,
     crossImplementationRisk: 'high',
-    reason: 'TabTrain programs passed to runWebGPUProgram as object literals: matmulDeterministic (register.ts tfjsMatMulProgram)',
+    reason:
+      'TabTrain programs passed to runWebGPUProgram as object literals: matmulDeterministic (register.ts tfjsMatMulProgram) and ' +
+      'the fixed-order reductions (fixedOrderReduce.ts)',
   },
   BinaryOpProgram: {
     class: 'element-wise',

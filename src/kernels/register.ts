@@ -3,6 +3,9 @@
  * `_FusedMatMul` (what tfjs-layers' Dense runs forward, and its gradients run backward). The stock
  * implementation picks among four programs by vendor, adapter and size, one of which adds with float
  * atomics; this one always runs the same program (matmulDeterministic.ts) on the backend's own buffers.
+ * Likewise `Sum` and `Max`: stock tfjs-webgpu picks its reduction tree's width from the adapter's
+ * `maxComputeWorkgroupSizeX` from 32768 elements on; these fold in a fixed order at every size
+ * (fixedOrderReduce.ts, f32 arithmetic). Int32 reductions go to stock (integer sums are exact).
  *
  * Cases outside what the kernel implements (activations other than linear and relu, PReLU weights,
  * non-float32 operands, a bias that is not one value per output column, empty or very large batches)
@@ -23,15 +26,17 @@ import {
 } from './matmulDeterministic.ts'
 import { MAX_WORKGROUPS_PER_DIMENSION } from './program.ts'
 import { matMulCallOf, reinstateKernels, replaceWebgpuKernels, type MatMulCall } from './tfjsKernels.ts'
+import { runFixedOrderReduce } from './fixedOrderReduce.ts'
 
 type TensorInfo = tf.TensorInfo
 type KernelFunc = tf.KernelConfig['kernelFunc']
 
 export const OVERRIDDEN_KERNELS = ['BatchMatMul', '_FusedMatMul'] as const
+export const DETERMINISTIC_REDUCE_KERNELS = ['Sum', 'Max'] as const
 
 export interface DeterministicKernels {
   /** Calls by kernel name: how many ran the deterministic program and how many went to stock. */
-  counts: Record<(typeof OVERRIDDEN_KERNELS)[number], { deterministic: number; stock: number }>
+  counts: Record<(typeof OVERRIDDEN_KERNELS)[number] | (typeof DETERMINISTIC_REDUCE_KERNELS)[number], { deterministic: number; stock: number }>
   /** Puts the stock kernels back. */
   restore(): void
 }
@@ -118,7 +123,7 @@ function runOnBackend(backend: WebGPUBackend, call: MatMulCall, p: NonNullable<R
 export function registerDeterministicKernels(): DeterministicKernels {
   if (active) return active
   const stock = new Map<string, tf.KernelConfig>()
-  for (const name of OVERRIDDEN_KERNELS) {
+  for (const name of [...OVERRIDDEN_KERNELS, ...DETERMINISTIC_REDUCE_KERNELS]) {
     const config = tf.getKernel(name, 'webgpu')
     if (!config) throw new KernelRegistrationError(`no stock ${name} kernel on webgpu: import @tensorflow/tfjs-backend-webgpu first`)
     stock.set(name, config)
@@ -126,6 +131,8 @@ export function registerDeterministicKernels(): DeterministicKernels {
   const counts: DeterministicKernels['counts'] = {
     BatchMatMul: { deterministic: 0, stock: 0 },
     _FusedMatMul: { deterministic: 0, stock: 0 },
+    Sum: { deterministic: 0, stock: 0 },
+    Max: { deterministic: 0, stock: 0 },
   }
 
   const run = (name: (typeof OVERRIDDEN_KERNELS)[number]): KernelFunc => (args) => {
@@ -141,9 +148,22 @@ export function registerDeterministicKernels(): DeterministicKernels {
   const batchMatMul = run('BatchMatMul')
   const fusedMatMul = run('_FusedMatMul')
 
+  const transpose = tf.getKernel('Transpose', 'webgpu')!.kernelFunc
+  const reduce = (name: (typeof DETERMINISTIC_REDUCE_KERNELS)[number]): KernelFunc => (args) => {
+    const x = (args.inputs as Record<string, TensorInfo>).x!
+    if (x.dtype !== 'float32') {
+      counts[name].stock++
+      return stock.get(name)!.kernelFunc(args)
+    }
+    counts[name].deterministic++
+    return runFixedOrderReduce(args.backend as WebGPUBackend, name, x, args.attrs as Record<string, unknown>, transpose, 'float')
+  }
+
   replaceWebgpuKernels([
     ['BatchMatMul', batchMatMul],
     ['_FusedMatMul', fusedMatMul],
+    ['Sum', reduce('Sum')],
+    ['Max', reduce('Max')],
   ])
 
   const handle: DeterministicKernels = {

@@ -52,7 +52,7 @@ import { OVERRIDDEN_KERNELS, registerDeterministicKernels } from './register.ts'
 import type { MatMulDims } from './matmulDeterministic.ts'
 import { matMulCallOf, reinstateKernels, replaceWebgpuKernels, type MatMulCall } from './tfjsKernels.ts'
 import { EXACT_ELEMENTWISE_OPS, exactElementwiseWgsl, runExactElementwise, type ExactElementwiseKernel } from './exactElementwise.ts'
-import { EXACT_REDUCE_OPS, exactReduceWgsl, runExactReduce, type ExactReduceKernel } from './exactReduce.ts'
+import { EXACT_REDUCE_OPS, exactReduceWgsl, runFixedOrderReduce, type ExactReduceKernel } from './fixedOrderReduce.ts'
 
 type TensorInfo = tf.TensorInfo
 type KernelFunc = tf.KernelConfig['kernelFunc']
@@ -481,7 +481,7 @@ export function registerExactKernels(options: ExactKernelOptions = {}): ExactKer
       return stock.get(name)!.kernelFunc(args)
     }
     counts[name].exact++
-    return runExactReduce(args.backend as WebGPUBackend, name, x, args.attrs as Record<string, unknown>, transpose)
+    return runFixedOrderReduce(args.backend as WebGPUBackend, name, x, args.attrs as Record<string, unknown>, transpose, 'soft')
   }
 
   // Everything else: refused on float32 (see EXACT_PASSTHROUGH_KERNELS), unless calls may go to stock.

@@ -6,8 +6,19 @@ import { installNodeWebgpuForTfjs } from './nodeWebgpuForTfjs.ts'
 
 export interface TfjsWebgpu {
   backend: WebGPUBackend
-  /** Destroys the backend's device and removes `navigator`, so the test process can exit. */
+  /**
+   * WebGPU errors nobody caught (a shader that does not compile, an invalid dispatch). tfjs does not check
+   * for them: a program that fails to compile leaves its output buffer as it was, and the op "succeeds" with
+   * zeros. Collected here so the tests fail instead.
+   */
+  uncapturedErrors: string[]
+  /** Destroys the backend's device and removes `navigator`, so the test process can exit. Throws if any
+   * uncaptured WebGPU error happened. */
   teardown(): Promise<void>
+}
+
+export class UncapturedWebgpuError extends Error {
+  override name = 'UncapturedWebgpuError'
 }
 
 /**
@@ -30,14 +41,22 @@ export async function setupTfjsWebgpu(): Promise<TfjsWebgpu | GpuUnavailable> {
     return { unavailable: `tfjs-backend-webgpu failed to start: ${String(error)}` }
   }
   const backend = tf.backend() as WebGPUBackend
+  const uncapturedErrors: string[] = []
+  backend.device.onuncapturederror = (event: GPUUncapturedErrorEvent) => {
+    uncapturedErrors.push(event.error.message)
+  }
   return {
     backend,
+    uncapturedErrors,
     async teardown() {
       const device = backend.device
       await device.queue.onSubmittedWorkDone()
       tf.removeBackend('webgpu')
       device.destroy()
       installed.restore()
+      if (uncapturedErrors.length > 0) {
+        throw new UncapturedWebgpuError(`${uncapturedErrors.length} uncaught WebGPU error(s) during the tests, first: ${uncapturedErrors[0]}`)
+      }
     },
   }
 }

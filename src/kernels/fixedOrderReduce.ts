@@ -1,9 +1,12 @@
 /**
- * Exact mode's reductions on tfjs's WebGPU backend: Sum and Max, with one invocation per output that folds
- * the reduced elements in index order with the soft-float `sf_add` / `sf_max` (softFloat.ts). The order is
- * fixed by the shape alone (never by the adapter's workgroup limits, as tfjs-webgpu's own ReduceProgram is
- * from 32768 elements on), and soft float makes each step the same on every implementation, so the result
- * has the same bits everywhere. CPU model: `exactReduceModel`.
+ * Sum and Max on tfjs's WebGPU backend in a fixed order: one invocation per output folds the reduced
+ * elements in row-major index order. The order is fixed by the shape alone, never by the adapter's workgroup
+ * limits (tfjs-webgpu's own ReduceProgram picks its tree width from `maxComputeWorkgroupSizeX` from 32768
+ * elements on), and no atomics are involved. Two arithmetics:
+ * - `soft` (exact mode): each step is the soft-float `sf_add` / `sf_max` (softFloat.ts), so the result has the
+ *   same bits on every implementation. CPU model: `exactReduceModel`.
+ * - `float` (the default bundle): each step is WGSL's f32 `+` / `max`, so the result has the same bits run to
+ *   run on one implementation (as the default bundle's matmul does).
  *
  * Accuracy: a sequential float32 sum, |error| ≤ (n−1)·2^-24·Σ|x| (the standard bound). The preset sums 10 and
  * 32 elements; a model summing far longer rows would want a fixed pairwise tree here instead (same
@@ -18,15 +21,38 @@ import { softFloatWgsl } from './softFloat.ts'
 import { sfAdd, sfMax } from './softFloatReference.ts'
 
 export const EXACT_REDUCE_VERSION = 1
+export const FLOAT_REDUCE_VERSION = 1
+
+export type ReduceArithmetic = 'soft' | 'float'
 
 const WORKGROUP = 64
 
 export const EXACT_REDUCE_OPS = {
-  Sum: { fold: 'sf_add', start: '0u', model: sfAdd, startValue: 0 },
-  Max: { fold: 'sf_max', start: '0xff800000u', model: sfMax, startValue: -Infinity },
+  Sum: { fold: 'sf_add', start: '0u', model: sfAdd, startValue: 0, floatStep: 'acc + v' },
+  Max: { fold: 'sf_max', start: '0xff800000u', model: sfMax, startValue: -Infinity, floatStep: 'max(acc, v)' },
 } as const
 
 export type ExactReduceKernel = keyof typeof EXACT_REDUCE_OPS
+
+/** The float arithmetic's fold: bits in and out, WGSL's f32 operations in between. */
+export function floatReduceWgsl(name: ExactReduceKernel): string {
+  const op = EXACT_REDUCE_OPS[name]
+  return /* wgsl */ `
+fn main(index: i32) {
+  if (index < uniforms.size) {
+    let base = index * uniforms.reduceSize;
+    // A var, not a constant: bitcasting the constant -inf bits is a shader creation error in WGSL.
+    var startBits = ${op.start};
+    var acc = bitcast<f32>(startBits);
+    for (var k = 0; k < uniforms.reduceSize; k++) {
+      let v = X[base + k];
+      acc = ${op.floatStep};
+    }
+    setOutputAtIndex(index, acc);
+  }
+}
+`
+}
 
 export function exactReduceWgsl(name: ExactReduceKernel): string {
   const op = EXACT_REDUCE_OPS[name]
@@ -53,12 +79,13 @@ function axesOf(name: ExactReduceKernel, attrs: Record<string, unknown>): number
  * Reduces a float32 tensor over the kernel's axes; `transpose` is the backend's Transpose kernel (called
  * directly, as tfjs-webgpu's own reductions do).
  */
-export function runExactReduce(
+export function runFixedOrderReduce(
   backend: WebGPUBackend,
   name: ExactReduceKernel,
   x: tf.TensorInfo,
   attrs: Record<string, unknown>,
   transpose: tf.KernelConfig['kernelFunc'],
+  arithmetic: ReduceArithmetic,
 ): tf.TensorInfo {
   const rank = x.shape.length
   // Sorted: the fold order is the row-major order of the reduced axes, whatever order they were named in.
@@ -81,8 +108,8 @@ export function runExactReduce(
     workgroupSize: [WORKGROUP, 1, 1],
     size: true,
     uniforms: 'reduceSize : i32,',
-    shaderKey: `exactReduce/v${EXACT_REDUCE_VERSION}/${name}`,
-    getUserCode: () => exactReduceWgsl(name),
+    shaderKey: arithmetic === 'soft' ? `exactReduce/v${EXACT_REDUCE_VERSION}/${name}` : `floatReduce/v${FLOAT_REDUCE_VERSION}/${name}`,
+    getUserCode: () => (arithmetic === 'soft' ? exactReduceWgsl(name) : floatReduceWgsl(name)),
   }
   const flatIn: tf.TensorInfo = { dataId: input.dataId, shape: [outSize * reduceSize], dtype: input.dtype }
   const out = backend.runWebGPUProgram(program, [flatIn], 'float32', [{ type: 'int32', data: [reduceSize] }])
