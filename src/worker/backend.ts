@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs'
 import { formatDeviceClass, type DeviceClassParts } from '../protocol/index.ts'
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu'
 import { activateKernelBundle, KERNEL_BUNDLE } from '../kernels/config.ts'
+import { watchDeviceErrors, type DeviceErrorWatch } from '../kernels/gpuErrors.ts'
 
 export interface DeviceInfo {
   backend: 'webgpu' | 'wasm' | 'cpu'
@@ -15,6 +17,16 @@ export interface DeviceInfo {
   classParts: Omit<DeviceClassParts, 'kernelBundle'>
   /** Why WebGPU was not used, when it was not. */
   fallbackReason?: string
+}
+
+let gpuErrors: DeviceErrorWatch | null = null
+
+/**
+ * Runs a unit's computation so that any error the WebGPU device reports meanwhile throws
+ * GpuComputationError instead of yielding silently wrong output (gpuErrors.ts). On other backends, as is.
+ */
+export function guardGpu<T>(work: () => Promise<T>): Promise<T> {
+  return gpuErrors ? gpuErrors.guard(work) : work()
 }
 
 /** Browser engine and major version from the user agent, e.g. `chromium-156`. */
@@ -43,6 +55,7 @@ export async function selectBackend(wasmPaths?: Record<string, string>): Promise
       activateKernelBundle()
       if (await tf.setBackend('webgpu')) {
         await tf.ready()
+        gpuErrors = watchDeviceErrors((tf.backend() as WebGPUBackend).device)
         const info = adapter.info
         const parts = { backend: 'webgpu', vendor: info.vendor, architecture: info.architecture, engine, kernelBundle: KERNEL_BUNDLE }
         return {

@@ -7,7 +7,7 @@ import { CoordinatorClient } from '../client/coordinatorClient.ts'
 import { formatDeviceClass, type JobSpec, type WorkUnit } from '../protocol/index.ts'
 import { activateKernelBundle } from '../kernels/config.ts'
 import type { TrainingWorkerApi } from './api.ts'
-import { selectBackend, type DeviceInfo } from './backend.ts'
+import { guardGpu, selectBackend, type DeviceInfo } from './backend.ts'
 import { indexedDbCached, memoryCached } from './blobSource.ts'
 import { createUnitRunner, type UnitOutput, type UnitRunner } from './unitRunner.ts'
 
@@ -31,7 +31,9 @@ const api: TrainingWorkerApi = {
     // The job names the kernels its units must run with; a bundle this build does not have is refused
     // here rather than computed with other kernels under the job's name.
     if (info.backend === 'webgpu') activateKernelBundle(spec.kernelBundle)
-    const output: UnitOutput = { ...(await runner.run(spec, unit)), deviceClass: formatDeviceClass({ ...info.classParts, kernelBundle: spec.kernelBundle }) }
+    // A GPU error during the unit (a kernel that did not compile here, a lost device) fails it before signing.
+    const computed = await guardGpu(() => runner!.run(spec, unit))
+    const output: UnitOutput = { ...computed, deviceClass: formatDeviceClass({ ...info.classParts, kernelBundle: spec.kernelBundle }) }
     // Hand the update's buffer over instead of copying it.
     return Comlink.transfer(output, [output.updateBytes.buffer as ArrayBuffer])
   },

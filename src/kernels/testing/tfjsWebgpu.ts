@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs'
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu'
 import { configureTfjsWebgpu } from '../config.ts'
 import { isUnavailable, type GpuUnavailable } from '../device.ts'
+import { watchDeviceErrors } from '../gpuErrors.ts'
 import { installNodeWebgpuForTfjs } from './nodeWebgpuForTfjs.ts'
 
 export interface TfjsWebgpu {
@@ -41,10 +42,8 @@ export async function setupTfjsWebgpu(): Promise<TfjsWebgpu | GpuUnavailable> {
     return { unavailable: `tfjs-backend-webgpu failed to start: ${String(error)}` }
   }
   const backend = tf.backend() as WebGPUBackend
-  const uncapturedErrors: string[] = []
-  backend.device.onuncapturederror = (event: GPUUncapturedErrorEvent) => {
-    uncapturedErrors.push(event.error.message)
-  }
+  const watch = watchDeviceErrors(backend.device)
+  const uncapturedErrors = watch.messages as string[]
   return {
     backend,
     uncapturedErrors,
