@@ -1,9 +1,11 @@
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
+import { EXACT_KERNEL_BUNDLE } from '../src/kernels/config.ts'
 import type { Hash } from '../src/protocol/index.ts'
 import { createNodeContributor } from '../src/worker/nodeContributor.ts'
 import type { SchedulerEvent } from '../src/worker/scheduler.ts'
+import { buildMnistPreset } from './presets/mnist.ts'
 import { startTemporaryCoordinator, type TemporaryCoordinator } from './testing/inProcess.ts'
 
 /**
@@ -51,6 +53,43 @@ describe('coordinator with simulated contributors', () => {
     const addresses = keys.map((k) => privateKeyToAccount(k).address)
     expect(progress.contributors.map((c) => c.address).sort()).toEqual([...addresses].sort())
     expect(progress.contributors.reduce((n, c) => n + c.acceptedUnits, 0)).toBe(progress.acceptedUnits)
+    expect(events.filter((e) => e.type === 'error')).toEqual([])
+  })
+
+  it('a Node contributor computes exact-mode units on the CPU, accepted under the exact bundle', { timeout: 240_000 }, async () => {
+    const client = new CoordinatorClient(coordinator.url)
+    const jobId = coordinator.exactPresetJobId as Hash
+    const events: SchedulerEvent[] = []
+    const contributor = createNodeContributor({ coordinatorUrl: coordinator.url, jobId, privateKey: generatePrivateKey(), onEvent: (e) => events.push(e) })
+    contributor.start()
+    const deadline = Date.now() + 180_000
+    let progress = await client.progress(jobId)
+    while (progress.history.length < 1 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 500))
+      progress = await client.progress(jobId)
+    }
+    await contributor.stop()
+    expect(progress.history.length).toBeGreaterThanOrEqual(1)
+    expect(events.filter((e) => e.type === 'error' || e.type === 'stopped')).toEqual([])
+    const unit = await client.unit(jobId, 0, 0)
+    expect(unit.status).toBe('accepted')
+    expect(unit.deviceClass).toContain(EXACT_KERNEL_BUNDLE)
+    expect(unit.deviceClass).toMatch(/^cpu\|/)
+  })
+
+  it('stops, leasing nothing more, on a job whose kernel bundle this build does not have', { timeout: 60_000 }, async () => {
+    const preset = await buildMnistPreset({ paid: false, kernelBundle: 'someone-elses-kernels-v9' })
+    const jobId = (await coordinator.jobs.createJob(preset.spec, preset.blobs.values())) as Hash
+    const events: SchedulerEvent[] = []
+    const contributor = createNodeContributor({ coordinatorUrl: coordinator.url, jobId, privateKey: generatePrivateKey(), onEvent: (e) => events.push(e) })
+    contributor.start()
+    const deadline = Date.now() + 30_000
+    while (!events.some((e) => e.type === 'stopped') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+    await contributor.stop()
+    const stopped = events.find((e) => e.type === 'stopped')
+    expect(stopped && stopped.type === 'stopped' ? stopped.reason : 'no stopped event').toMatch(/UnsupportedKernelBundleError: .*someone-elses-kernels-v9/)
+    expect(contributor.currentState).toBe('idle')
+    expect(events.filter((e) => e.type === 'leased')).toHaveLength(1)
     expect(events.filter((e) => e.type === 'error')).toEqual([])
   })
 })

@@ -103,6 +103,9 @@ function onEvent(event: SchedulerEvent) {
     case 'error':
       log(`${event.message}; retrying in ${(event.retryAfterMs / 1000).toFixed(1)} s`, 'bad')
       break
+    case 'stopped':
+      log(`Stopped: ${event.reason}`, 'bad')
+      break
   }
 }
 

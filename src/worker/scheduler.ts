@@ -36,6 +36,8 @@ export type SchedulerEvent =
   | { type: 'unit-refused'; round: number; unit: number; code: string; message: string }
   | { type: 'waiting'; reason: string; retryAfterMs: number }
   | { type: 'error'; message: string; retryAfterMs: number }
+  /** The loop gave up: retrying cannot help (this build lacks the job's kernel bundle). */
+  | { type: 'stopped'; reason: string }
 
 export interface SchedulerOptions {
   client: CoordinatorClient
@@ -48,6 +50,13 @@ export interface SchedulerOptions {
   sleep?: (ms: number) => Promise<void>
   now?: () => number
 }
+
+/**
+ * Errors no retry can fix: the job names kernels this build does not have (config.ts), or that this
+ * process's backend cannot run (nodeContributor.ts), so every unit of it would fail the same way. The loop
+ * stops instead of leasing units only to let their leases run out.
+ */
+const UNRECOVERABLE_ERRORS = new Set(['UnsupportedKernelBundleError', 'KernelBundleBackendError'])
 
 /** Back-off after failures: start small so a restarting coordinator is picked up quickly. */
 const FIRST_BACKOFF_MS = 500
@@ -128,6 +137,11 @@ export class Scheduler {
         backoff = FIRST_BACKOFF_MS
       } catch (error) {
         const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+        // Comlink rebuilds a Worker's error as a plain Error with the original name, so match on the name.
+        if (error instanceof Error && UNRECOVERABLE_ERRORS.has(error.name)) {
+          this.emit({ type: 'stopped', reason: message })
+          return
+        }
         this.emit({ type: 'error', message, retryAfterMs: backoff })
         await this.sleep(backoff)
         backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)
