@@ -1,6 +1,6 @@
 import * as Comlink from 'comlink'
 import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
-import type { UnitRecord } from '../src/protocol/index.ts'
+import { promisesSameBitsEverywhere, type UnitRecord } from '../src/protocol/index.ts'
 import type { DeviceInfo, TrainingWorkerApi } from '../src/worker/api.ts'
 import { coordinatorUrlFromPage } from './lib/liveProgress.ts'
 
@@ -10,12 +10,14 @@ const worker = new Worker(new URL('../src/worker/worker.ts', import.meta.url), {
 const remote = Comlink.wrap<TrainingWorkerApi>(worker)
 
 /**
- * The verdict a verifier can give from here. Only the same device class promises equal bits; another
- * class (another vendor, browser or backend) may round differently until exact mode covers every op.
+ * The verdict a verifier can give from here. In exact mode every device computes the same bits, so any
+ * difference is evidence. Otherwise only the same device class promises equal bits; another class (another
+ * vendor, browser or backend) may round differently.
  */
-function verdict(record: UnitRecord, outputHash: string, deviceClass: string): { text: string; kind: 'good' | 'bad' | 'muted' } {
+function verdict(record: UnitRecord, outputHash: string, deviceClass: string, kernelBundle: string): { text: string; kind: 'good' | 'bad' | 'muted' } {
   if (!record.outputHash) return { text: `not accepted yet (${record.status}): nothing to compare`, kind: 'muted' }
   if (record.outputHash === outputHash) return { text: 'equal: the accepted update is reproduced bit for bit', kind: 'good' }
+  if (promisesSameBitsEverywhere(kernelBundle)) return { text: 'DIFFERENT in exact mode, which gives the same bits on every device: evidence against the claim', kind: 'bad' }
   if (record.deviceClass === deviceClass) return { text: 'DIFFERENT on the same device class: evidence against the claim', kind: 'bad' }
   return { text: `different, but computed on another device class (${record.deviceClass}); compare within the job's tolerance`, kind: 'muted' }
 }
@@ -36,7 +38,7 @@ async function run(device: DeviceInfo) {
   $('output-hash').textContent = output.outputHash
   const ranAs = output.deviceClass ?? device.deviceClass
   $('device-class').textContent = ranAs
-  const v = verdict(record, output.outputHash, ranAs)
+  const v = verdict(record, output.outputHash, ranAs, job.spec.kernelBundle)
   $('verdict').innerHTML = `<span class="badge ${v.kind}"></span>`
   $('verdict').firstElementChild!.textContent = v.text
   document.body.dataset.outputHash = output.outputHash

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { promisesSameBitsEverywhere } from '../protocol/index.ts'
 import { activateKernelBundle, DETERMINISTIC_BUNDLE_DIGEST, EXACT_KERNEL_BUNDLE, KERNEL_BUNDLE, knownKernelBundles, UnsupportedKernelBundleError } from './config.ts'
 
 describe('kernel bundle', () => {
@@ -9,6 +10,9 @@ describe('kernel bundle', () => {
     // Exact mode: the digest covers the exact matmul and every soft-float element-wise and reduction program.
     expect(EXACT_KERNEL_BUNDLE).toBe('tabtrain-exact-v2-fcf9532f9043bc93+exact-matmul/v1/limbs=3/minPairOrder=1+softfloat+tfjs-webgpu-4.22.0')
     expect(knownKernelBundles()).toContain(EXACT_KERNEL_BUNDLE)
+    // Pages tell exact mode (any difference is evidence) from the default bundle by the id alone.
+    expect(promisesSameBitsEverywhere(EXACT_KERNEL_BUNDLE)).toBe(true)
+    expect(promisesSameBitsEverywhere(KERNEL_BUNDLE)).toBe(false)
   })
 
   it('refuses a bundle this build does not have, naming the ones it has', () => {
