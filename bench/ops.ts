@@ -12,12 +12,10 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as tf from '@tensorflow/tfjs'
-import { buildMnistPreset } from '../coordinator/presets/mnist.ts'
 import { activateKernelBundle, configureTfjsWebgpu, deactivateKernelBundles, EXACT_KERNEL_BUNDLE, KERNEL_BUNDLE } from '../src/kernels/config.ts'
 import { acquireNodeGpu, isUnavailable } from '../src/kernels/device.ts'
 import { seededFloats } from '../src/kernels/reference.ts'
-import { jobSpecHash, parseJobSpec, type WorkUnit } from '../src/protocol/index.ts'
-import { createUnitRunner } from '../src/worker/unitRunner.ts'
+import { presetUnit } from '../src/kernels/testing/presetUnit.ts'
 import { adapterLine, isCpuAdapter, resultsDirectory } from './gpuPeak.ts'
 import { medianMs } from './timing.ts'
 
@@ -101,23 +99,15 @@ interface UnitRow {
 }
 
 async function presetUnits(innerSteps: number): Promise<UnitRow> {
-  const preset = await buildMnistPreset({ paid: false })
+  const job = await presetUnit({ innerSteps })
   const ms = {} as Record<Mode, number>
   const hashes = {} as Record<Mode, string>
   for (const mode of MODES) {
     useMode(mode)
-    const spec = parseJobSpec({ ...preset.spec, training: { ...preset.spec.training, innerSteps } })
-    const unit: WorkUnit = { jobId: jobSpecHash(spec), round: 0, unit: 1, inputHash: spec.model.initialWeights }
-    const runner = createUnitRunner({
-      async get(hash) {
-        const bytes = preset.blobs.get(hash)
-        if (!bytes) throw new Error(`no blob ${hash}`)
-        return bytes
-      },
-    })
+    const runner = job.runner()
     ms[mode] = await median(
       async () => {
-        hashes[mode] = (await runner.run(spec, unit)).outputHash
+        hashes[mode] = (await runner.run(job.spec, job.unit)).outputHash
       },
       UNIT_REPS,
       1,

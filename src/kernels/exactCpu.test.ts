@@ -1,12 +1,10 @@
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, describe, expect, it } from 'vitest'
-import { buildMnistPreset } from '../../coordinator/presets/mnist.ts'
-import { jobSpecHash, parseJobSpec, type JobSpec, type WorkUnit } from '../protocol/index.ts'
-import { createUnitRunner } from '../worker/unitRunner.ts'
 import { activateKernelBundle, deactivateKernelBundles, EXACT_KERNEL_BUNDLE } from './config.ts'
 import { isUnavailable } from './device.ts'
 import { registerExactCpuKernels } from './exactCpu.ts'
 import { seededFloats } from './reference.ts'
+import { presetUnit } from './testing/presetUnit.ts'
 import { setupTfjsWebgpu } from './testing/tfjsWebgpu.ts'
 
 /**
@@ -26,18 +24,10 @@ afterAll(async () => {
   if (!isUnavailable(tfjs)) await tfjs.teardown()
 })
 
-async function exactUnit(): Promise<{ spec: JobSpec; unit: WorkUnit; run: () => Promise<string> }> {
-  const preset = await buildMnistPreset({ paid: false, kernelBundle: EXACT_KERNEL_BUNDLE })
-  const spec = parseJobSpec({ ...preset.spec, training: { ...preset.spec.training, innerSteps: 2 } })
-  const unit: WorkUnit = { jobId: jobSpecHash(spec), round: 0, unit: 1, inputHash: spec.model.initialWeights }
-  const runner = createUnitRunner({
-    async get(hash) {
-      const bytes = preset.blobs.get(hash)
-      if (!bytes) throw new Error(`test blob source has no ${hash}`)
-      return bytes
-    },
-  })
-  return { spec, unit, run: async () => (await runner.run(spec, unit)).outputHash }
+async function exactUnit(): Promise<{ run: () => Promise<string> }> {
+  const { spec, unit, runner } = await presetUnit({ kernelBundle: EXACT_KERNEL_BUNDLE })
+  const fresh = runner()
+  return { run: async () => (await fresh.run(spec, unit)).outputHash }
 }
 
 describe('exact mode is one arithmetic: the same unit hash on the CPU as on WebGPU', () => {

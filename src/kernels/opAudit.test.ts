@@ -2,9 +2,6 @@ import * as tf from '@tensorflow/tfjs'
 // The stock reduction program itself (a plain class; constructing it and reading its WGSL needs no GPU).
 import { ReduceProgram } from '@tensorflow/tfjs-backend-webgpu/dist/reduce_webgpu.js'
 import { afterAll, describe, expect, it } from 'vitest'
-import { buildMnistPreset } from '../../coordinator/presets/mnist.ts'
-import { jobSpecHash, parseJobSpec, type WorkUnit } from '../protocol/index.ts'
-import { createUnitRunner } from '../worker/unitRunner.ts'
 import { isUnavailable } from './device.ts'
 import {
   EXACT_MODE_STOCK_PROGRAMS,
@@ -16,6 +13,7 @@ import {
 } from './opAudit.ts'
 import { registerDeterministicKernels } from './register.ts'
 import { EXACT_KERNELS, EXACT_PASSTHROUGH_KERNELS, registerExactKernels } from './registerExact.ts'
+import { presetUnit } from './testing/presetUnit.ts'
 import { setupTfjsWebgpu } from './testing/tfjsWebgpu.ts'
 
 const tfjs = await setupTfjsWebgpu()
@@ -62,19 +60,9 @@ describe("tfjs-webgpu's ReduceProgram: the summation tree depends on the adapter
   })
 })
 
-/** A preset unit with two inner steps: forward, backward and two Adam updates (the second with non-zero moments). */
 async function twoStepPresetUnit() {
-  const preset = await buildMnistPreset({ paid: false })
-  const spec = parseJobSpec({ ...preset.spec, training: { ...preset.spec.training, innerSteps: 2 } })
-  const unit: WorkUnit = { jobId: jobSpecHash(spec), round: 0, unit: 1, inputHash: spec.model.initialWeights }
-  const runner = createUnitRunner({
-    async get(hash) {
-      const bytes = preset.blobs.get(hash)
-      if (!bytes) throw new Error(`test blob source has no ${hash}`)
-      return bytes
-    },
-  })
-  return { spec, unit, runner }
+  const { spec, unit, runner } = await presetUnit()
+  return { spec, unit, runner: runner() }
 }
 
 describe.skipIf(unavailable !== null)('op audit: what the MNIST preset unit dispatches on tfjs-webgpu (Node, Dawn)', () => {

@@ -1,12 +1,11 @@
 import * as tf from '@tensorflow/tfjs'
 import { afterAll, describe, expect, it } from 'vitest'
-import { buildMnistPreset } from '../../coordinator/presets/mnist.ts'
-import { jobSpecHash, parseJobSpec, type Hash, type JobSpec, type WorkUnit } from '../protocol/index.ts'
-import { createUnitRunner } from '../worker/unitRunner.ts'
+import type { Hash } from '../protocol/index.ts'
 import { acquireNodeGpu, isUnavailable } from './device.ts'
 import { runMatMulDeterministic, type MatMulVariant } from './matmulDeterministic.ts'
 import { registerDeterministicKernels, type DeterministicKernels } from './register.ts'
 import { seededFloats } from './reference.ts'
+import { presetUnit, type PresetUnit } from './testing/presetUnit.ts'
 import { setupTfjsWebgpu } from './testing/tfjsWebgpu.ts'
 
 const tfjs = await setupTfjsWebgpu()
@@ -29,21 +28,10 @@ function bits(x: Float32Array | ArrayLike<number>): Buffer {
 }
 
 /** The MNIST preset with 2 inner steps instead of 10: the same ops, a fifth of the SwiftShader time. */
-async function smallMnistUnit(): Promise<{ spec: JobSpec; unit: WorkUnit; blobs: Map<string, Uint8Array> }> {
-  const preset = await buildMnistPreset({ paid: false })
-  const spec = parseJobSpec({ ...preset.spec, training: { ...preset.spec.training, innerSteps: 2 } })
-  const unit: WorkUnit = { jobId: jobSpecHash(spec), round: 0, unit: 1, inputHash: spec.model.initialWeights }
-  return { spec, unit, blobs: preset.blobs }
-}
+const smallMnistUnit = () => presetUnit({ innerSteps: 2 })
 
-async function runUnit(job: Awaited<ReturnType<typeof smallMnistUnit>>): Promise<Hash> {
-  const runner = createUnitRunner({
-    async get(hash) {
-      const bytes = job.blobs.get(hash)
-      if (!bytes) throw new Error(`test blob source has no ${hash}`)
-      return bytes
-    },
-  })
+async function runUnit(job: PresetUnit): Promise<Hash> {
+  const runner = job.runner()
   const before = tf.memory().numTensors
   const out = await runner.run(job.spec, job.unit)
   expect(out.losses.every(Number.isFinite)).toBe(true)
@@ -53,7 +41,7 @@ async function runUnit(job: Awaited<ReturnType<typeof smallMnistUnit>>): Promise
 }
 
 describe.skipIf(unavailable !== null)('deterministic kernels inside tfjs-webgpu (Node, Dawn)', () => {
-  let job: Awaited<ReturnType<typeof smallMnistUnit>>
+  let job: PresetUnit
   let stockHash: Hash
 
   it('runs the small MNIST unit on stock kernels (for comparison)', async () => {

@@ -14,6 +14,7 @@
 import type { LabelledSet } from '../data/idx.ts'
 import { activateKernelBundle, configureTfjsWebgpu, deactivateKernelBundles, EXACT_KERNEL_BUNDLE, KERNEL_BUNDLE } from '../kernels/config.ts'
 import { decodeTensorList, hashTensorList, jobSpecHash, parseJobSpec, type Hash, type JobSpec } from '../protocol/index.ts'
+import { mapBlobSource } from '../worker/blobSource.ts'
 import { createUnitRunner } from '../worker/unitRunner.ts'
 import { applyAveragedUpdate, type WeightedUpdate } from './aggregate.ts'
 import { evaluateModel, type Evaluation } from './evaluate.ts'
@@ -142,13 +143,7 @@ export async function startConvergenceSession(options: ConvergenceOptions): Prom
   const evaluateEvery = Math.max(1, options.evaluateEvery ?? 1)
   const heldOut: LabelledSet = { ...preset.heldOut, count: Math.min(options.heldOutCount ?? preset.heldOut.count, preset.heldOut.count) }
   const blobs = new Map(preset.blobs)
-  const runner = createUnitRunner({
-    async get(hash) {
-      const bytes = blobs.get(hash)
-      if (!bytes) throw new Error(`convergence run has no blob ${hash}`)
-      return bytes
-    },
-  })
+  const runner = createUnitRunner(mapBlobSource(blobs, 'convergence run'))
   const jobId = jobSpecHash(spec)
 
   let activeMs = 0

@@ -67,3 +67,14 @@ export async function indexedDbCached(source: BlobSource): Promise<BlobSource> {
     },
   }
 }
+
+/** Blobs already in memory (tests, benchmarks, local training runs): a missing hash is an error. */
+export function mapBlobSource(blobs: ReadonlyMap<string, Uint8Array>, what = 'in-memory blob source'): BlobSource {
+  return {
+    async get(hash) {
+      const bytes = blobs.get(hash)
+      if (!bytes) throw new Error(`${what} has no ${hash}`)
+      return bytes
+    },
+  }
+}
