@@ -149,3 +149,25 @@ export function exactReduceModel(name: ExactReduceKernel, x: Float32Array, shape
   }
   return out
 }
+
+/**
+ * The tfjs kernel function for Sum or Max: float32 through the fixed-order program in `arithmetic`, other
+ * dtypes (integer sums are exact everywhere) through `stock`; `onCall` counts which ran.
+ */
+export function fixedOrderReduceKernel(
+  name: ExactReduceKernel,
+  arithmetic: ReduceArithmetic,
+  stock: tf.KernelConfig['kernelFunc'],
+  onCall: (ran: 'fixed' | 'stock') => void,
+): tf.KernelConfig['kernelFunc'] {
+  const transpose = tf.getKernel('Transpose', 'webgpu')!.kernelFunc
+  return (args) => {
+    const x = (args.inputs as Record<string, tf.TensorInfo>).x!
+    if (x.dtype !== 'float32') {
+      onCall('stock')
+      return stock(args)
+    }
+    onCall('fixed')
+    return runFixedOrderReduce(args.backend as WebGPUBackend, name, x, args.attrs as Record<string, unknown>, transpose, arithmetic)
+  }
+}

@@ -26,7 +26,7 @@ import {
 } from './matmulDeterministic.ts'
 import { MAX_WORKGROUPS_PER_DIMENSION } from './program.ts'
 import { matMulCallOf, reinstateKernels, replaceWebgpuKernels, type MatMulCall } from './tfjsKernels.ts'
-import { runFixedOrderReduce } from './fixedOrderReduce.ts'
+import { fixedOrderReduceKernel } from './fixedOrderReduce.ts'
 
 type TensorInfo = tf.TensorInfo
 type KernelFunc = tf.KernelConfig['kernelFunc']
@@ -148,16 +148,8 @@ export function registerDeterministicKernels(): DeterministicKernels {
   const batchMatMul = run('BatchMatMul')
   const fusedMatMul = run('_FusedMatMul')
 
-  const transpose = tf.getKernel('Transpose', 'webgpu')!.kernelFunc
-  const reduce = (name: (typeof DETERMINISTIC_REDUCE_KERNELS)[number]): KernelFunc => (args) => {
-    const x = (args.inputs as Record<string, TensorInfo>).x!
-    if (x.dtype !== 'float32') {
-      counts[name].stock++
-      return stock.get(name)!.kernelFunc(args)
-    }
-    counts[name].deterministic++
-    return runFixedOrderReduce(args.backend as WebGPUBackend, name, x, args.attrs as Record<string, unknown>, transpose, 'float')
-  }
+  const reduce = (name: (typeof DETERMINISTIC_REDUCE_KERNELS)[number]): KernelFunc =>
+    fixedOrderReduceKernel(name, 'float', stock.get(name)!.kernelFunc, (ran) => counts[name][ran === 'fixed' ? 'deterministic' : 'stock']++)
 
   replaceWebgpuKernels([
     ['BatchMatMul', batchMatMul],

@@ -52,7 +52,7 @@ import { OVERRIDDEN_KERNELS, registerDeterministicKernels } from './register.ts'
 import type { MatMulDims } from './matmulDeterministic.ts'
 import { matMulCallOf, reinstateKernels, replaceWebgpuKernels, type MatMulCall } from './tfjsKernels.ts'
 import { EXACT_ELEMENTWISE_OPS, exactElementwiseWgsl, runExactElementwise, type ExactElementwiseKernel } from './exactElementwise.ts'
-import { EXACT_REDUCE_OPS, exactReduceWgsl, runFixedOrderReduce, type ExactReduceKernel } from './fixedOrderReduce.ts'
+import { EXACT_REDUCE_OPS, exactReduceWgsl, fixedOrderReduceKernel, type ExactReduceKernel } from './fixedOrderReduce.ts'
 
 type TensorInfo = tf.TensorInfo
 type KernelFunc = tf.KernelConfig['kernelFunc']
@@ -473,16 +473,8 @@ export function registerExactKernels(options: ExactKernelOptions = {}): ExactKer
     counts[name].exact++
     return runExactElementwise(args.backend as WebGPUBackend, name, inputs, args.attrs as Record<string, unknown>)
   }
-  const transpose = tf.getKernel('Transpose', 'webgpu')!.kernelFunc
-  const reduce = (name: ExactReduceKernel): KernelFunc => (args) => {
-    const x = (args.inputs as Record<string, TensorInfo>).x!
-    if (x.dtype !== 'float32') {
-      counts[name].stock++
-      return stock.get(name)!.kernelFunc(args)
-    }
-    counts[name].exact++
-    return runFixedOrderReduce(args.backend as WebGPUBackend, name, x, args.attrs as Record<string, unknown>, transpose, 'soft')
-  }
+  const reduce = (name: ExactReduceKernel): KernelFunc =>
+    fixedOrderReduceKernel(name, 'soft', stock.get(name)!.kernelFunc, (ran) => counts[name][ran === 'fixed' ? 'exact' : 'stock']++)
 
   // Everything else: refused on float32 (see EXACT_PASSTHROUGH_KERNELS), unless calls may go to stock.
   const covered = new Set<string>([...EXACT_KERNELS, ...EXACT_PASSTHROUGH_KERNELS])
