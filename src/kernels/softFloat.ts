@@ -403,6 +403,7 @@ export function softFloatProgram(op: SoftFloatOp, count: number): KernelProgram 
 fn _start(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let i = id.y * groups.x * ${STANDALONE_WG}u + id.x;
   if (i >= arrayLength(&OUT)) { return; }
+  // Unary ops still read B once: layout 'auto' drops unused bindings, and the bind group always has three.
   OUT[i] = ${binary ? `${fn}(A[i], B[i])` : `${fn}(A[i] + 0u * B[0])`};
 }
 `,
