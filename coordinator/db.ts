@@ -178,6 +178,93 @@ const MIGRATIONS: string[] = [
      tx_hashes       jsonb NOT NULL
    );
    CREATE INDEX units_accepted ON units (job_id, accepted_at) WHERE status = 'accepted';`,
+  // Verification (docs/verification.md). A unit slot (`units`) may be computed by several addresses: its
+  // primary, whose update is averaged, and a check, whose update is only compared. Every lease and its
+  // signed answer is an `attempts` row: what is paid, checked, committed on-chain and slashed.
+  `CREATE TABLE settings (
+     key             text PRIMARY KEY,
+     value           text NOT NULL
+   );
+   CREATE TABLE lease_nonces (
+     contributor     text NOT NULL,
+     nonce           text NOT NULL,
+     expires_at      bigint NOT NULL,
+     PRIMARY KEY (contributor, nonce)
+   );
+   CREATE INDEX lease_nonces_expiry ON lease_nonces (expires_at);
+   CREATE TABLE attempts (
+     lease_id        text PRIMARY KEY,
+     job_id          text NOT NULL REFERENCES jobs(id),
+     round           integer NOT NULL,
+     unit            integer NOT NULL,
+     contributor     text NOT NULL,
+     kind            text NOT NULL,
+     status          text NOT NULL DEFAULT 'leased',
+     issued_at       bigint NOT NULL,
+     expires_at      bigint NOT NULL,
+     input_hash      text NOT NULL,
+     output_hash     text,
+     device_class    text,
+     claim           jsonb,
+     signature       text,
+     claim_digest    text,
+     examples        integer,
+     train_loss      double precision,
+     submitted_at    bigint,
+     verdict         text,
+     verdict_reason  text,
+     verdict_at      bigint,
+     epoch           integer
+   );
+   CREATE INDEX attempts_unit ON attempts (job_id, round, unit);
+   CREATE INDEX attempts_live ON attempts (job_id, contributor) WHERE status = 'leased';
+   CREATE INDEX attempts_unsettled ON attempts (job_id) WHERE epoch IS NULL AND verdict IS NOT NULL;
+   ALTER TABLE units ADD COLUMN check_kind text;
+   ALTER TABLE units ADD COLUMN check_status text;
+   ALTER TABLE units ADD COLUMN check_wanted_at bigint;
+   ALTER TABLE units ADD COLUMN referee_hash text;
+   ALTER TABLE rounds ADD COLUMN base_hash text;
+   ALTER TABLE rounds ADD COLUMN rebuilds integer NOT NULL DEFAULT 0;
+   ALTER TABLE rounds ADD COLUMN rebuilt_at bigint;
+   ALTER TABLE rounds ADD COLUMN clipped integer NOT NULL DEFAULT 0;
+   CREATE TABLE reputation (
+     address         text PRIMARY KEY,
+     units_accepted  integer NOT NULL DEFAULT 0,
+     checks_passed   integer NOT NULL DEFAULT 0,
+     checks_failed   integer NOT NULL DEFAULT 0,
+     consecutive_clean integer NOT NULL DEFAULT 0,
+     units_rejected  integer NOT NULL DEFAULT 0,
+     leases_abandoned integer NOT NULL DEFAULT 0,
+     slashes         integer NOT NULL DEFAULT 0,
+     banned_at       bigint,
+     banned_reason   text,
+     updated_at      bigint NOT NULL
+   );
+   CREATE TABLE disputes (
+     id              text PRIMARY KEY,
+     kind            text NOT NULL,
+     job_id          text NOT NULL,
+     round           integer NOT NULL,
+     unit            integer NOT NULL,
+     contributor     text NOT NULL,
+     lease_id        text NOT NULL,
+     other_lease_id  text,
+     referee_hash    text,
+     status          text NOT NULL DEFAULT 'pending',
+     tx_hash         text,
+     slashed         numeric(78, 0),
+     error           text,
+     created_at      bigint NOT NULL,
+     settled_at      bigint
+   );
+   INSERT INTO attempts (lease_id, job_id, round, unit, contributor, kind, status, issued_at, expires_at, input_hash,
+                         output_hash, device_class, signature, examples, train_loss, submitted_at, verdict)
+   SELECT u.lease_id, u.job_id, u.round, u.unit, u.leased_to, 'primary', 'submitted', coalesce(u.accepted_at, 0),
+          coalesce(u.lease_expires_at, 0), coalesce(r.input_hash, j.checkpoint), u.output_hash, u.device_class, u.signature,
+          u.examples, u.train_loss, u.accepted_at, 'unchecked'
+     FROM units u JOIN jobs j ON j.id = u.job_id LEFT JOIN rounds r ON r.job_id = u.job_id AND r.round = u.round
+    WHERE u.status = 'accepted' AND u.lease_id IS NOT NULL;
+   UPDATE rounds SET base_hash = input_hash;`,
 ]
 
 export async function migrate(db: Database): Promise<void> {

@@ -72,16 +72,23 @@ export async function verifyShippedChecksums(dir = MNIST_DIR): Promise<void> {
 }
 
 /**
- * The preset pays 1 token (10^18 base units) per accepted unit and escrows exactly what its 40 rounds of
- * 4 units cost, so the budget is used up precisely when training ends.
+ * The preset pays 1 token (10^18 base units) per paid unit. Its 40 rounds of 4 units cost 160 tokens; the
+ * other 40 pay for spot checks, which are paid like any unit (a checker cannot tell it is checking): at
+ * most 1 in 3 units while every address is new, 1 in 20 once they have a record (docs/verification.md).
  */
-export const MNIST_PRESET_PAYMENT = { pricePerUnit: '1000000000000000000', budget: '160000000000000000000' } as const
+export const MNIST_PRESET_PAYMENT = { pricePerUnit: '1000000000000000000', budget: '200000000000000000000' } as const
+
+/**
+ * The local chain's requester (anvil's account #1, LOCAL_REQUESTER_INDEX in settlement/localChain.ts), which
+ * escrows the preset's budget on first start. Another deployment passes its own requester.
+ */
+export const LOCAL_PRESET_REQUESTER = '0x70997970C51812dc3A010C7d01b50e0d17dc79C8'
 
 /**
  * `paid: false` gives the volunteer variant (no payment terms: a different spec, so a different job id),
  * which is what a coordinator without a chain can run.
  */
-export async function buildMnistPreset(options: { dir?: string; paid?: boolean; kernelBundle?: string } = {}): Promise<PresetBlobs> {
+export async function buildMnistPreset(options: { dir?: string; paid?: boolean; kernelBundle?: string; requester?: string } = {}): Promise<PresetBlobs> {
   const dir = options.dir ?? MNIST_DIR
   await verifyShippedChecksums(dir)
   const images = await readIdxFile(`${dir}/t10k-images-idx3-ubyte.gz`)
@@ -138,7 +145,7 @@ export async function buildMnistPreset(options: { dir?: string; paid?: boolean; 
       leaseTtlSeconds: 120,
     },
     kernelBundle: options.kernelBundle ?? KERNEL_BUNDLE,
-    ...(options.paid === false ? {} : { payment: MNIST_PRESET_PAYMENT }),
+    ...(options.paid === false ? {} : { payment: { ...MNIST_PRESET_PAYMENT, requester: options.requester ?? LOCAL_PRESET_REQUESTER } }),
   })
   return {
     spec,

@@ -1,10 +1,5 @@
 import { z } from 'zod'
-import { getAddress, isAddress, type Address } from 'viem'
-
-const addressSchema = z
-  .string()
-  .refine((s) => isAddress(s, { strict: false }), 'expected a 20-byte hex address')
-  .transform((s) => getAddress(s) as Address)
+import { addressSchema } from './address.ts'
 
 /**
  * Where TabTrain's contracts live on one chain. The coordinator loads it (from a local deployment or

@@ -1,5 +1,6 @@
 import { z } from 'zod'
-import { getAddress, hashTypedData, isAddress, recoverTypedDataAddress, type Address, type Hex, type TypedDataDomain } from 'viem'
+import { getAddress, hashTypedData, recoverTypedDataAddress, type Address, type Hex, type TypedDataDomain } from 'viem'
+import { addressSchema } from './address.ts'
 import { hashSchema, type Hash } from './hash.ts'
 
 /**
@@ -35,11 +36,6 @@ export function claimDomain({ chainId, verifyingContract }: ClaimDomainParams) {
     verifyingContract,
   } as const satisfies TypedDataDomain
 }
-
-const addressSchema = z
-  .string()
-  .refine((s) => isAddress(s, { strict: false }), 'expected a 20-byte hex address')
-  .transform((s) => getAddress(s))
 
 const u32 = z.number().int().min(0).max(0xffff_ffff)
 

@@ -1,7 +1,9 @@
 import { z } from 'zod'
 import { canonicalJson, canonicalJsonHash } from './canonicalJson.ts'
 import { hashSchema, type Hash } from './hash.ts'
+import { addressSchema } from './address.ts'
 import { amountSchema } from './amount.ts'
+import { verificationSchema } from './verification.ts'
 
 /**
  * A training job, as canonical JSON addressed by its hash (`specHash`, which is also the job's id and
@@ -64,6 +66,11 @@ export const paymentSchema = z
   .object({
     pricePerUnit: amountSchema,
     budget: amountSchema,
+    /**
+     * The only address whose escrow deposit funds this job (JobEscrow keys deposits by spec hash and
+     * depositor), so nobody can squat another requester's spec hash.
+     */
+    requester: addressSchema,
   })
   .refine((p) => BigInt(p.pricePerUnit) > 0n, { message: 'pricePerUnit must be positive', path: ['pricePerUnit'] })
   .refine((p) => BigInt(p.budget) >= BigInt(p.pricePerUnit), { message: 'budget must pay for at least one unit', path: ['budget'] })
@@ -79,6 +86,8 @@ export const jobSpecSchema = z.object({
   /** Identifies the kernels a unit must run with; part of every device class. */
   kernelBundle: z.string().min(1).max(200),
   payment: paymentSchema.optional(),
+  /** How units are checked; DEFAULT_VERIFICATION when absent. */
+  verification: verificationSchema.optional(),
 })
 
 export type JobSpec = z.infer<typeof jobSpecSchema>
