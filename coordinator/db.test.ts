@@ -2,12 +2,27 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { migrate, openDatabase, openPglite, openPostgres, type Database } from './db.ts'
+import { SCHEMA_VERSION, migrate, openDatabase, openPglite, openPostgres, type Database } from './db.ts'
 import { TEST_ENGINES, noteSkippedEngines, type RunningEngine } from './testing/engines.ts'
 
 noteSkippedEngines('coordinator/db.test.ts')
 
-const TABLES = ['chain_cursor', 'epochs', 'escrow_deposits', 'faucet_grants', 'job_funding', 'jobs', 'leases', 'rounds', 'schema_migrations', 'units']
+const TABLES = [
+  'attempts',
+  'chain_cursor',
+  'disputes',
+  'epochs',
+  'escrow_deposits',
+  'faucet_grants',
+  'job_funding',
+  'jobs',
+  'lease_nonces',
+  'reputation',
+  'rounds',
+  'schema_migrations',
+  'settings',
+  'units',
+]
 
 async function tablesOf(db: Database): Promise<string[]> {
   const rows = await db.query<{ table_name: string }>(
@@ -54,7 +69,7 @@ for (const engine of TEST_ENGINES) {
       await migrate(db)
       expect(await tablesOf(db)).toEqual(TABLES)
       const versions = await db.query<{ version: number }>(`SELECT version FROM schema_migrations ORDER BY version`)
-      expect(versions.map((v) => Number(v.version))).toEqual([1, 2])
+      expect(versions.map((v) => Number(v.version))).toEqual(Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1))
       const columns = await db.query<{ column_name: string }>(
         `SELECT column_name FROM information_schema.columns WHERE table_name = 'units' ORDER BY ordinal_position`,
       )
@@ -73,6 +88,10 @@ for (const engine of TEST_ENGINES) {
         'examples',
         'train_loss',
         'accepted_at',
+        'check_kind',
+        'check_status',
+        'check_wanted_at',
+        'referee_hash',
       ])
     })
 
@@ -194,7 +213,7 @@ describe('PGlite persisted to a folder', () => {
       await migrate(second)
       expect(await second.query(`SELECT id FROM jobs`)).toEqual([{ id: 'job-p' }])
       const versions = await second.query<{ version: number }>(`SELECT version FROM schema_migrations`)
-      expect(versions.map((v) => Number(v.version))).toEqual([1, 2])
+      expect(versions.map((v) => Number(v.version))).toEqual(Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1))
     } finally {
       await second.close()
     }

@@ -8,6 +8,10 @@ export const ERROR_STATUS = {
   claim_mismatch: 400,
   hash_mismatch: 400,
   bad_signature: 401,
+  bad_lease_signature: 401,
+  stale_lease_request: 401,
+  stake_required: 403,
+  address_banned: 403,
   lease_not_yours: 403,
   job_not_found: 404,
   faucet_unavailable: 404,
@@ -16,6 +20,7 @@ export const ERROR_STATUS = {
   blob_not_found: 404,
   unit_not_found: 404,
   already_submitted: 409,
+  replayed_lease_request: 409,
   stale_round: 409,
   wrong_input: 409,
   job_finished: 409,
@@ -23,6 +28,7 @@ export const ERROR_STATUS = {
   payload_too_large: 413,
   wrong_shapes: 422,
   non_finite_update: 422,
+  too_many_leases: 429,
 } as const
 
 export type ErrorCode = keyof typeof ERROR_STATUS

@@ -2,15 +2,18 @@ import { existsSync } from 'node:fs'
 import fastifyStatic from '@fastify/static'
 import fastifyWebsocket from '@fastify/websocket'
 import Fastify, { type FastifyInstance } from 'fastify'
-import type { ApiErrorBody, CoordinatorInfo, LiveMessage } from '../src/protocol/index.ts'
+import { signedLeaseRequestSchema, type ApiErrorBody, type CoordinatorInfo, type LiveMessage } from '../src/protocol/index.ts'
 import { BlobNotFoundError, type BlobStore } from './blobs.ts'
 import { CoordinatorError } from './errors.ts'
 import type { JobService } from './jobs.ts'
 import type { Settlement } from './settlement/settlement.ts'
+import type { LeaseIdentity } from './verification/identity.ts'
 
 export interface HttpOptions {
   jobs: JobService
   blobs: BlobStore
+  /** Checks who asks for a lease (signature, freshness, replay). */
+  identity: LeaseIdentity
   info: CoordinatorInfo
   /** Rewards, epochs and the faucet; null when the coordinator runs without a chain. */
   settlement?: Settlement | null
@@ -66,9 +69,19 @@ export async function buildHttpServer(options: HttpOptions): Promise<FastifyInst
     jobs.unitRecord(req.params.jobId, req.params.round, req.params.unit),
   )
 
-  app.post<{ Params: { jobId: string }; Body: { contributor?: unknown } }>('/api/jobs/:jobId/leases', async (req) =>
-    jobs.lease(req.params.jobId, req.body?.contributor),
-  )
+  app.post<{ Params: { jobId: string }; Body: unknown }>('/api/jobs/:jobId/leases', async (req) => {
+    const parsed = signedLeaseRequestSchema.safeParse(req.body)
+    if (!parsed.success) {
+      throw new CoordinatorError(
+        'malformed_request',
+        `a lease request is {request: {jobId, contributor, nonce, issuedAt, audience}, signature}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`,
+      )
+    }
+    const contributor = await options.identity.verify(req.params.jobId, parsed.data)
+    return jobs.lease(req.params.jobId, contributor)
+  })
+
+  app.get<{ Params: { address: string } }>('/api/reputation/:address', async (req) => jobs.reputation(req.params.address))
 
   app.post<{ Params: { leaseId: string }; Body: Buffer }>(
     '/api/leases/:leaseId/submission',
@@ -105,6 +118,8 @@ export async function buildHttpServer(options: HttpOptions): Promise<FastifyInst
   app.post<{ Body: { address?: unknown } }>('/api/faucet', async (req) => settlement().drip(req.body?.address))
 
   app.get<{ Params: { hash: string } }>('/api/blobs/:hash', async (req, reply) => {
+    // An answer under check is what its checker must not see: as if it did not exist until the check settles.
+    if (await jobs.isUnderCheck(req.params.hash)) throw new BlobNotFoundError(`no blob ${req.params.hash}`)
     const bytes = await blobs.get(req.params.hash)
     // Content-addressed: the bytes under a hash never change.
     void reply.header('cache-control', 'public, max-age=31536000, immutable')

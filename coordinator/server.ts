@@ -11,6 +11,11 @@ import { EXACT_KERNEL_BUNDLE, KERNEL_BUNDLE } from '../src/kernels/config.ts'
 import { buildMnistPreset } from './presets/mnist.ts'
 import { connectChain, type ConnectedChain } from './settlement/connect.ts'
 import { Settlement } from './settlement/settlement.ts'
+import { coordinatorId, LeaseIdentity } from './verification/identity.ts'
+import { createThreadReferee, type Referee } from './verification/referee.ts'
+
+/** How often stalled checks are handed to the referee and settled rounds closed without a request. */
+const VERIFICATION_TICK_MS = 1000
 
 export interface RunningCoordinator {
   url: string
@@ -39,6 +44,7 @@ export async function startCoordinator(
   const chain = await connectChain(config.chain, config.dataDir, log)
   let db: Database | null = null
   let settlement: Settlement | null = null
+  let referee: Referee | null = null
   try {
     db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: join(config.dataDir, 'pgdata') })
     await migrate(db)
@@ -62,7 +68,18 @@ export async function startCoordinator(
           log,
         })
       : null
-    const jobs = new JobService({ db, blobs, domain, payments: settlement?.escrow, now: options.now, log })
+    referee = createThreadReferee({ blob: (hash) => blobs.get(hash) })
+    const openReferee = referee
+    const jobs = new JobService({
+      db,
+      blobs,
+      domain,
+      payments: settlement?.escrow,
+      stakes: settlement ?? undefined,
+      referee,
+      now: options.now,
+      log,
+    })
     // The preset twice: on the default kernel bundle, and in exact mode (a job chooses its kernels).
     const presetJobIds: string[] = []
     for (const kernelBundle of [KERNEL_BUNDLE, EXACT_KERNEL_BUNDLE]) {
@@ -74,12 +91,25 @@ export async function startCoordinator(
     const [presetJobId, exactPresetJobId] = presetJobIds as [string, string]
     await jobs.recover()
     await settlement?.start()
+    const audience = await coordinatorId(db)
+    const identity = new LeaseIdentity({ db, domain, audience, now: options.now ?? Date.now })
+    // Checks nobody took go to the referee and settled rounds close even when no request arrives.
+    let ticking = false
+    const verificationTimer = setInterval(() => {
+      if (ticking) return
+      ticking = true
+      jobs
+        .tick()
+        .catch((error: unknown) => log(`verification tick failed: ${(error as Error).message}`))
+        .finally(() => (ticking = false))
+    }, VERIFICATION_TICK_MS)
     const app = await buildHttpServer({
       jobs,
       blobs,
+      identity,
       settlement,
       siteDir: config.siteDir,
-      info: { ...domain, version: '0.1.0', chain: chain?.chain ?? null, epochSeconds: chain ? config.epochSeconds : null },
+      info: { ...domain, coordinatorId: audience, version: '0.1.0', chain: chain?.chain ?? null, epochSeconds: chain ? config.epochSeconds : null },
     })
     await app.listen({ host: config.host, port: config.port })
     const address = app.server.address()
@@ -95,13 +125,16 @@ export async function startCoordinator(
       settlement,
       chain,
       async close() {
+        clearInterval(verificationTimer)
         await app.close()
+        await openReferee.close()
         await settlement?.stop()
         await openDb.close()
         await chain?.stop()
       },
     }
   } catch (error) {
+    await referee?.close()
     await settlement?.stop()
     await db?.close()
     await chain?.stop()

@@ -9,8 +9,13 @@ import type { WorkUnit } from './unit.ts'
 /** Shapes of the coordinator's HTTP answers; the client and the pages read these, the service writes them. */
 
 export interface CoordinatorInfo {
-  /** EIP-712 domain every claim is signed under. */
+  /** EIP-712 domain every claim and lease request is signed under. */
   chainId: number
+  /**
+   * Names this coordinator (its store, shared by replicas): the `audience` of every lease request, so a
+   * request signed for one coordinator is refused by another on the same chain.
+   */
+  coordinatorId: string
   verifyingContract: Address
   version: string
   /** Where settlement happens; null when the coordinator runs without a chain (volunteer jobs only). */
@@ -110,12 +115,58 @@ export interface RoundRecord {
   heldOutLoss: number
   heldOutAccuracy: number
   units: number
+  /** Times this round's checkpoint was recomputed because a unit in it (or before it) was found wrong. */
+  rebuilds: number
+  /** Updates of this round scaled down to the round's median norm (influence bound, docs/verification.md). */
+  clipped: number
 }
 
 export interface ContributorRecord {
   address: Address
   acceptedUnits: number
   lastSeen: number
+  reputation: ReputationView
+}
+
+/**
+ * An address's record with the checks, served by `/api/reputation/:address` and shown on the pages. Kept
+ * across jobs: a fresh address is checked most, whatever job it joins.
+ */
+export interface ReputationView {
+  address: Address
+  /** Units (primaries and checks) accepted and not rejected. */
+  unitsAccepted: number
+  checksPassed: number
+  checksFailed: number
+  /** Accepted units later removed: failed checks, and every unit of an address caught cheating. */
+  unitsRejected: number
+  /** Clean checks since the last failure: what lowers the check rate. */
+  consecutiveClean: number
+  /** Leases that ran out without an answer. */
+  leasesAbandoned: number
+  /** Slashes that landed on-chain. */
+  slashes: number
+  /** Set once the address was caught: it gets no more units and leaves later reward trees. */
+  banned: boolean
+  bannedReason: string | null
+  /** Chance that its next unit is checked under the default policy, with stake at risk. */
+  checkRate: number
+}
+
+/** What verification did in one job, for the job page. */
+export interface JobVerificationSummary {
+  /** Units re-executed by another address or by the coordinator, settled. */
+  checksPassed: number
+  checksFailed: number
+  /** Checks waiting for their answer (their units' outputs are not served until then). */
+  checksPending: number
+  /** Units the coordinator computed itself (canaries and referee runs). */
+  refereeRuns: number
+  unitsRejected: number
+  /** Rounds whose checkpoint was recomputed without rejected work. */
+  roundsRebuilt: number[]
+  /** Addresses caught cheating in this job. */
+  banned: Address[]
 }
 
 export interface JobProgress {
@@ -131,13 +182,15 @@ export interface JobProgress {
   initial: { heldOutLoss: number; heldOutAccuracy: number } | null
   history: RoundRecord[]
   contributors: ContributorRecord[]
+  verification: JobVerificationSummary
 }
 
 /** One unit as the coordinator knows it: what a verifier re-runs and compares against. */
 export interface UnitRecord {
   unit: WorkUnit
-  status: 'open' | 'leased' | 'accepted'
-  /** The accepted update's hash and who claimed it, once accepted. */
+  /** `checking`: an answer is in and is being re-executed; its hash is not served until the check settles. */
+  status: 'open' | 'leased' | 'checking' | 'accepted'
+  /** The accepted update's hash and who claimed it, once accepted and its check (if any) settled. */
   outputHash: Hash | null
   contributor: Address | null
   deviceClass: string | null

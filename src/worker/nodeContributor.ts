@@ -1,10 +1,11 @@
 import { privateKeyToAccount } from 'viem/accounts'
 import type { Hex } from 'viem'
 import { CoordinatorClient } from '../client/coordinatorClient.ts'
-import { formatDeviceClass, type Hash } from '../protocol/index.ts'
+import type { Hash } from '../protocol/index.ts'
 import { KERNEL_BUNDLE } from '../kernels/config.ts'
 import { useCpuKernelsFor } from './cpuKernels.ts'
 import { memoryCached } from './blobSource.ts'
+import { nodeDeviceClass } from './nodeDeviceClass.ts'
 import { Scheduler, type SchedulerEvent } from './scheduler.ts'
 import { createUnitRunner } from './unitRunner.ts'
 
@@ -21,17 +22,16 @@ export function createNodeContributor(params: {
 }): Scheduler {
   const client = new CoordinatorClient(params.coordinatorUrl)
   const runner = createUnitRunner(memoryCached({ get: (hash) => client.blob(hash) }))
-  const classParts = { backend: 'cpu', vendor: 'node', architecture: process.arch, engine: `node-${process.versions.node.split('.')[0]}` }
   return new Scheduler({
     client,
     executor: {
       async runUnit(spec, unit) {
         await useCpuKernelsFor(spec, 'cpu')
-        return { ...(await runner.run(spec, unit)), deviceClass: formatDeviceClass({ ...classParts, kernelBundle: spec.kernelBundle }) }
+        return { ...(await runner.run(spec, unit)), deviceClass: nodeDeviceClass(spec.kernelBundle) }
       },
     },
     signer: privateKeyToAccount(params.privateKey),
-    deviceClass: formatDeviceClass({ ...classParts, kernelBundle: KERNEL_BUNDLE }),
+    deviceClass: nodeDeviceClass(KERNEL_BUNDLE),
     jobId: params.jobId,
     onEvent: params.onEvent,
   })

@@ -1,0 +1,144 @@
+import { randomUUID } from 'node:crypto'
+import type { Address } from 'viem'
+import { verificationPolicy, type LeaseResponse } from '../src/protocol/index.ts'
+import type { JobContext } from './context.ts'
+import { CoordinatorError } from './errors.ts'
+import { jobRow, type UnitRow } from './rows.ts'
+import { isBanned, readReputation, recordReputation } from './verification/reputation.ts'
+
+/** How soon a contributor asks again while a paid job waits for its escrow. */
+const PAYMENT_WAIT_MS = 2000
+
+/**
+ * How long a contributor should wait before asking again when every unit of the round is out. Units of
+ * the presets take seconds, so a round usually closes well before the next lease would expire: ask
+ * again soon rather than at the expiry. Pages also wake early on the job's WebSocket push.
+ */
+export const MIN_RETRY_MS = 250
+export const MAX_RETRY_MS = 1000
+
+/**
+ * Leases that ran out unanswered beyond this many more than the address's accepted units cut it to one
+ * live lease: a client that takes units and never answers holds at most one slot, while an honest tab
+ * that lost a few leases to a closed laptop lid keeps its normal share.
+ */
+const ABANDON_SLACK = 2
+
+/**
+ * Leases a unit of the job's current round to `contributor` (already authenticated by its signature):
+ * first a unit that waits for a check by someone other than its primary, then an open unit, then one
+ * whose lease ran out. A check's lease is the same as any other, so the checker cannot tell.
+ */
+export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Address): Promise<LeaseResponse> {
+  const job = await jobRow(ctx.db, jobId)
+  if (job.status === 'finished') return { status: 'finished' }
+  const policy = verificationPolicy(job.spec)
+  const reputation = await readReputation(ctx.db, contributor)
+  if (isBanned(reputation)) {
+    throw new CoordinatorError('address_banned', `${contributor} gets no more units: ${reputation.banned_reason ?? 'it was caught submitting wrong work'}`)
+  }
+  if (job.spec.payment) {
+    const blocker = ctx.payments
+      ? await ctx.payments.leaseBlocker({ id: job.id, spec: job.spec, round: job.round })
+      : 'this coordinator runs without a chain, so a paid job cannot be funded'
+    if (blocker) return { status: 'wait', retryAfterMs: PAYMENT_WAIT_MS, reason: blocker }
+    const minStake = BigInt(policy.minStake)
+    const stake = ctx.stakes ? await ctx.stakes.stakeOf(contributor) : 0n
+    if (stake < minStake) {
+      throw new CoordinatorError(
+        'stake_required',
+        `this paid job needs a stake of at least ${minStake} base units in StakeManager before it leases units; ${contributor} has ${stake}`,
+      )
+    }
+  }
+  const now = ctx.now()
+  const abandonedBeyondSlack = Number(reputation.leases_abandoned) > Number(reputation.units_accepted) + ABANDON_SLACK
+  const maxLive = abandonedBeyondSlack ? 1 : policy.maxLiveLeases
+  const [live] = await ctx.db.query<{ n: string }>(
+    `SELECT count(*) AS n FROM attempts WHERE job_id = $1 AND contributor = $2 AND status = 'leased' AND expires_at > $3`,
+    [job.id, contributor, now],
+  )
+  if (Number(live?.n ?? 0) >= maxLive) {
+    throw new CoordinatorError(
+      'too_many_leases',
+      `${contributor} already holds ${live!.n} live lease(s) in this job, the most it may hold${abandonedBeyondSlack ? ' after leaving leases unanswered' : ''}; answer or let them expire first`,
+    )
+  }
+
+  const ttlMs = job.spec.training.leaseTtlSeconds * 1000
+  const leaseId = randomUUID()
+  const leased = await ctx.db.transaction(async (tx) => {
+    // The attempt is written in the same transaction that locks its unit, so two concurrent requests can
+    // never both take one check (the second one's NOT EXISTS sees the first's live attempt).
+    const record = async (unit: number, kind: 'primary' | 'check') => {
+      await tx.query(
+        `INSERT INTO attempts (lease_id, job_id, round, unit, contributor, kind, issued_at, expires_at, input_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [leaseId, job.id, job.round, unit, contributor, kind, now, now + ttlMs, job.checkpoint],
+      )
+      return { unit, kind }
+    }
+    // A check: a unit whose answer waits for a second opinion from an address that has not answered it.
+    const [check] = await tx.query<UnitRow>(
+      `SELECT * FROM units u
+        WHERE u.job_id = $1 AND u.round = $2 AND u.status = 'accepted' AND u.check_status = 'wanted' AND u.check_kind = 'peer'
+          AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = u.job_id AND a.round = u.round AND a.unit = u.unit
+                            AND (a.contributor = $3 OR (a.kind = 'check' AND a.status = 'leased' AND a.expires_at > $4)))
+        ORDER BY u.unit LIMIT 1
+        FOR UPDATE SKIP LOCKED`,
+      [job.id, job.round, contributor, now],
+    )
+    if (check) return record(check.unit, 'check')
+    // Open units first, in index order, then units whose lease ran out. Two index range scans instead of
+    // one OR over the whole round, so a lease costs the same with K = 4 or K = 10,000.
+    const take = (condition: string, params: unknown[]) =>
+      tx.query<UnitRow & { previous_lease: string | null; previous_holder: string | null }>(
+        `WITH candidate AS (
+           SELECT job_id, round, unit, lease_id AS previous_lease, leased_to AS previous_holder FROM units
+            WHERE job_id = $1 AND round = $2 AND ${condition}
+            ORDER BY unit LIMIT 1
+            FOR UPDATE SKIP LOCKED)
+         UPDATE units u SET status = 'leased', lease_id = $3, leased_to = $4, lease_expires_at = $5,
+                leases_issued = u.leases_issued + 1
+           FROM candidate c
+          WHERE u.job_id = c.job_id AND u.round = c.round AND u.unit = c.unit
+         RETURNING u.*, c.previous_lease, c.previous_holder`,
+        [job.id, job.round, leaseId, contributor, now + ttlMs, ...params],
+      )
+    let rows = await take(`status = 'open'`, [])
+    if (rows.length === 0) rows = await take(`status = 'leased' AND lease_expires_at <= $6`, [now])
+    const row = rows[0]
+    if (!row) return null
+    if (row.previous_lease) {
+      const expired = await tx.query(`UPDATE attempts SET status = 'expired' WHERE lease_id = $1 AND status = 'leased' RETURNING lease_id`, [row.previous_lease])
+      if (expired.length && row.previous_holder) await recordReputation(tx, row.previous_holder, 'abandoned', now)
+    }
+    return record(row.unit, 'primary')
+  })
+  if (leased) {
+    return {
+      status: 'leased',
+      lease: {
+        id: leaseId,
+        contributor,
+        expiresAt: now + ttlMs,
+        unit: { jobId: job.id, round: job.round, unit: leased.unit, inputHash: job.checkpoint },
+      },
+    }
+  }
+  const [next] = await ctx.db.query<{ next_expiry: string | null; open: string }>(
+    `SELECT min(lease_expires_at) FILTER (WHERE status = 'leased') AS next_expiry,
+            count(*) FILTER (WHERE status <> 'accepted' OR check_status IN ('wanted', 'referee')) AS open
+       FROM units WHERE job_id = $1 AND round = $2`,
+    [job.id, job.round],
+  )
+  if (Number(next?.open ?? 0) === 0) {
+    return { status: 'wait', retryAfterMs: MIN_RETRY_MS, reason: `round ${job.round} has all its updates and is being aggregated` }
+  }
+  const untilExpiry = next?.next_expiry == null ? MAX_RETRY_MS : Number(next.next_expiry) - now
+  return {
+    status: 'wait',
+    retryAfterMs: Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_MS, untilExpiry)),
+    reason: `every unit of round ${job.round} is leased; waiting for updates or for a lease to expire`,
+  }
+}

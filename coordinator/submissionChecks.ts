@@ -1,0 +1,98 @@
+import type { Address } from 'viem'
+import {
+  TensorBytesError,
+  decodeTensorList,
+  findNonFinite,
+  sameShapes,
+  sha256Hex,
+  type Hash,
+  type SubmissionHeader,
+  type TensorList,
+} from '../src/protocol/index.ts'
+import { CoordinatorError } from './errors.ts'
+import type { AttemptRow, JobRow } from './rows.ts'
+
+export interface SubmissionFacts {
+  leaseId: string
+  /** The decoded submission: signed claim and update bytes. */
+  signed: SubmissionHeader
+  update: Uint8Array
+  /** Who the claim's signature recovers to (null: it does not recover). */
+  signer: Address | null
+  /** The lease's attempt row, null when no such lease was ever issued. */
+  attempt: AttemptRow | null
+  job: Pick<JobRow, 'id' | 'round' | 'checkpoint'>
+  /** The model's tensor shapes, which every update must have. */
+  shapes: readonly (readonly number[])[]
+  now: number
+}
+
+export interface CheckedSubmission {
+  attempt: AttemptRow
+  outputHash: Hash
+  tensors: TensorList
+}
+
+/**
+ * Every check a submission must pass before anything is recorded, as one pure function: no store, no
+ * clock, no network, so each refusal is tested on its own. Throws CoordinatorError with the stable code of
+ * the first check that fails, in this order: signature, lease, claim ↔ lease, owner, replay, round,
+ * expiry, input, output hash, tensor bytes, shapes, finiteness.
+ */
+export function checkSubmission(facts: SubmissionFacts): CheckedSubmission {
+  const { signed, signer, attempt, job, leaseId } = facts
+  const { claim } = signed
+  if (signer === null || signer !== claim.contributor) {
+    throw new CoordinatorError(
+      'bad_signature',
+      signer === null
+        ? 'the claim signature cannot be recovered'
+        : `the claim signature recovers to ${signer}, not to the claimed contributor ${claim.contributor}`,
+    )
+  }
+  if (!attempt) throw new CoordinatorError('lease_not_found', `no lease ${leaseId}`)
+  if (attempt.job_id !== claim.jobId || attempt.round !== claim.round || attempt.unit !== claim.unit) {
+    throw new CoordinatorError(
+      'claim_mismatch',
+      `lease ${leaseId} is for job ${attempt.job_id} round ${attempt.round} unit ${attempt.unit}, the claim names job ${claim.jobId} round ${claim.round} unit ${claim.unit}`,
+    )
+  }
+  if (attempt.contributor !== claim.contributor) {
+    throw new CoordinatorError('lease_not_yours', `lease ${leaseId} belongs to ${attempt.contributor}, not to ${claim.contributor}`)
+  }
+  if (attempt.status === 'submitted' || attempt.status === 'late') {
+    throw new CoordinatorError('already_submitted', `round ${attempt.round} unit ${attempt.unit} already has an answer for this lease (replayed claim)`)
+  }
+  if (job.round !== claim.round) {
+    throw new CoordinatorError('stale_round', `the claim is for round ${claim.round}, the job is at round ${job.round}`)
+  }
+  if (attempt.status === 'revoked') {
+    throw new CoordinatorError('lease_expired', `lease ${leaseId} was revoked: its holder was caught submitting wrong work`)
+  }
+  if (attempt.status !== 'leased' || Number(attempt.expires_at) <= facts.now) {
+    throw new CoordinatorError(
+      'lease_expired',
+      `lease ${leaseId} expired at ${new Date(Number(attempt.expires_at)).toISOString()}; the unit went back to the queue`,
+    )
+  }
+  if (claim.inputHash !== job.checkpoint) {
+    throw new CoordinatorError('wrong_input', `the claim's input hash ${claim.inputHash} is not round ${job.round}'s checkpoint ${job.checkpoint}`)
+  }
+  const outputHash = sha256Hex(facts.update)
+  if (outputHash !== claim.outputHash) {
+    throw new CoordinatorError('hash_mismatch', `the update hashes to ${outputHash}, the claim says ${claim.outputHash}`)
+  }
+  let tensors: TensorList
+  try {
+    tensors = decodeTensorList(facts.update)
+  } catch (error) {
+    if (error instanceof TensorBytesError) throw new CoordinatorError('malformed_submission', `update: ${error.message}`)
+    throw error
+  }
+  if (!sameShapes(tensors.shapes, facts.shapes)) {
+    throw new CoordinatorError('wrong_shapes', `update shapes ${JSON.stringify(tensors.shapes)} differ from the model's ${JSON.stringify(facts.shapes)}`)
+  }
+  const bad = findNonFinite(tensors)
+  if (bad) throw new CoordinatorError('non_finite_update', `update tensor ${bad.tensor} holds ${bad.value} at index ${bad.index}`)
+  return { attempt, outputHash, tensors }
+}

@@ -1,0 +1,293 @@
+import { getAddress } from 'viem'
+import {
+  compareAnswers,
+  decodeTensorList,
+  verificationPolicy,
+  type Hash,
+  type JobSpec,
+} from '../../src/protocol/index.ts'
+import type { JobContext } from '../context.ts'
+import type { Queryable } from '../db.ts'
+import { closeRound, rebuildDirtyRounds } from '../rounds.ts'
+import { jobRow, type AttemptRow, type JobRow, type UnitRow } from '../rows.ts'
+import { rateFor, readReputation, recordFailure, recordReputation } from './reputation.ts'
+
+/**
+ * A sampled peer check nobody else has taken within this long is computed by the coordinator itself, so
+ * a round never waits on a check when its other contributors are gone (a lone tab, the last round).
+ */
+export const PEER_CHECK_WAIT_MS = 10_000
+
+/** What a freshly accepted primary gets: no check, a check by another address, or a canary. */
+export type CheckDecision = 'unchecked' | 'peer' | 'referee'
+
+/**
+ * Samples a primary for checking, BOINC-style: by the address's own check rate (fresh, unstaked and
+ * recently failed addresses most), and independently by the job's canary rate. Drawn with the context's
+ * randomness at acceptance time, after the answer is in, so nobody can know beforehand.
+ */
+export async function decideCheck(ctx: JobContext, spec: JobSpec, contributor: string): Promise<CheckDecision> {
+  const policy = verificationPolicy(spec)
+  const reputation = await readReputation(ctx.db, contributor)
+  const staked = await hasStake(ctx, spec, contributor)
+  if (ctx.random() < rateFor(reputation, policy, staked)) return 'peer'
+  if (ctx.random() < policy.canaryRate) return 'referee'
+  return 'unchecked'
+}
+
+async function hasStake(ctx: JobContext, spec: JobSpec, contributor: string): Promise<boolean> {
+  // A paid job's contributors were checked for the minimum stake when they leased.
+  if (spec.payment) return true
+  if (!ctx.stakes) return false
+  return (await ctx.stakes.stakeOf(getAddress(contributor))) >= BigInt(verificationPolicy(spec).minStake)
+}
+
+async function unitRow(db: Queryable, jobId: Hash, round: number, unit: number): Promise<UnitRow | null> {
+  const [row] = await db.query<UnitRow>(`SELECT * FROM units WHERE job_id = $1 AND round = $2 AND unit = $3`, [jobId, round, unit])
+  return row ?? null
+}
+
+/** Each unit the referee is computing, so one unit is never computed twice at once in this process. */
+const running = new WeakMap<JobContext, Set<string>>()
+
+function answer(ctx: JobContext, hash: Hash, deviceClass: string) {
+  let decoded: ReturnType<typeof decodeTensorList> | null = null
+  return {
+    hash,
+    deviceClass,
+    bytes: () => ctx.blobs.get(hash),
+    preload: async () => {
+      decoded = decodeTensorList(await ctx.blobs.get(hash))
+    },
+    update: () => decoded!,
+  }
+}
+
+async function agreement(ctx: JobContext, spec: JobSpec, a: { hash: Hash; deviceClass: string }, b: { hash: Hash; deviceClass: string }) {
+  const x = answer(ctx, a.hash, a.deviceClass)
+  const y = answer(ctx, b.hash, b.deviceClass)
+  if (a.hash !== b.hash) await Promise.all([x.preload(), y.preload()])
+  return compareAnswers({ kernelBundle: spec.kernelBundle, tolerance: verificationPolicy(spec).crossClassTolerance, a: x, b: y })
+}
+
+/**
+ * A check's answer is in: compare it with the primary's. Agreement passes both (each vouched for the
+ * other's work); disagreement sends the unit to the referee, whose answer decides who was wrong.
+ */
+export async function settlePeerCheck(ctx: JobContext, check: AttemptRow): Promise<void> {
+  const job = await jobRow(ctx.db, check.job_id)
+  const unit = await unitRow(ctx.db, job.id, check.round, check.unit)
+  if (!unit?.lease_id) return
+  const [primary] = await ctx.db.query<AttemptRow>(`SELECT * FROM attempts WHERE lease_id = $1`, [unit.lease_id])
+  if (!primary || primary.status !== 'submitted' || primary.verdict !== 'pending') {
+    // The primary was removed meanwhile (its contributor caught elsewhere): this answer is honest-looking
+    // work nobody can compare now; it is paid like an unsampled unit.
+    await ctx.db.query(`UPDATE attempts SET verdict = 'unchecked', verdict_at = $2 WHERE lease_id = $1 AND verdict = 'pending'`, [check.lease_id, ctx.now()])
+    return
+  }
+  const result = await agreement(ctx, job.spec, { hash: primary.output_hash!, deviceClass: primary.device_class! }, { hash: check.output_hash!, deviceClass: check.device_class! })
+  if (result.agree) {
+    const now = ctx.now()
+    await ctx.db.transaction(async (tx) => {
+      await tx.query(
+        `UPDATE attempts SET verdict = 'passed', verdict_at = $2, verdict_reason = $3 WHERE lease_id = ANY($1::text[]) AND verdict = 'pending'`,
+        [[primary.lease_id, check.lease_id], now, `agreed with another address's answer (distance ${result.distance.toPrecision(3)})`],
+      )
+      await tx.query(`UPDATE units SET check_status = 'passed' WHERE job_id = $1 AND round = $2 AND unit = $3`, [job.id, unit.round, unit.unit])
+      await recordReputation(tx, primary.contributor, 'passed', now)
+      await recordReputation(tx, check.contributor, 'passed', now)
+    })
+    ctx.log(`job ${job.id.slice(0, 10)} round ${unit.round} unit ${unit.unit}: check passed (${primary.contributor.slice(0, 8)} ≡ ${check.contributor.slice(0, 8)})`)
+    await afterSettlement(ctx, job, unit.round)
+    return
+  }
+  await ctx.db.query(`UPDATE units SET check_status = 'referee' WHERE job_id = $1 AND round = $2 AND unit = $3`, [job.id, unit.round, unit.unit])
+  ctx.log(`job ${job.id.slice(0, 10)} round ${unit.round} unit ${unit.unit}: answers disagree (${result.agree ? '' : result.why}); the referee decides`)
+  void runReferee(ctx, job.id, unit.round, unit.unit)
+}
+
+/**
+ * The coordinator computes the unit itself (a canary, or the referee of a disagreement) and judges every
+ * answer for it: one that disagrees with the referee is proven wrong. In exact mode the referee's CPU
+ * kernels give the GPU's bits; in the default bundle its cpu class is compared within the calibrated
+ * tolerance with answers from other classes, and exactly with its own class.
+ */
+export async function runReferee(ctx: JobContext, jobId: Hash, round: number, index: number): Promise<void> {
+  if (!ctx.referee) return
+  const key = `${jobId}/${round}/${index}`
+  const busy = running.get(ctx) ?? new Set<string>()
+  running.set(ctx, busy)
+  if (busy.has(key)) return
+  busy.add(key)
+  try {
+    const job = await jobRow(ctx.db, jobId)
+    const unit = await unitRow(ctx.db, jobId, round, index)
+    if (!unit?.lease_id || unit.check_status !== 'referee') return
+    const [primary] = await ctx.db.query<AttemptRow>(`SELECT * FROM attempts WHERE lease_id = $1`, [unit.lease_id])
+    if (!primary?.output_hash) return
+    const result = await ctx.referee.compute(job.spec, { jobId, round, unit: index, inputHash: primary.input_hash })
+    await ctx.blobs.put(result.updateBytes, result.outputHash)
+    await ctx.db.query(`UPDATE units SET referee_hash = $4 WHERE job_id = $1 AND round = $2 AND unit = $3`, [jobId, round, index, result.outputHash])
+    const answers = await ctx.db.query<AttemptRow>(
+      `SELECT * FROM attempts WHERE job_id = $1 AND round = $2 AND unit = $3 AND status = 'submitted' AND verdict = 'pending' AND input_hash = $4 ORDER BY kind DESC, lease_id`,
+      [jobId, round, index, primary.input_hash],
+    )
+    let primaryWrong = false
+    for (const a of answers) {
+      const verdict = await agreement(ctx, job.spec, { hash: a.output_hash!, deviceClass: a.device_class! }, { hash: result.outputHash, deviceClass: result.deviceClass })
+      if (verdict.agree) {
+        const now = ctx.now()
+        await ctx.db.transaction(async (tx) => {
+          await tx.query(`UPDATE attempts SET verdict = 'passed', verdict_at = $2, verdict_reason = 'agreed with the referee' WHERE lease_id = $1 AND verdict = 'pending'`, [a.lease_id, now])
+          await recordReputation(tx, a.contributor, 'passed', now)
+        })
+      } else {
+        if (a.lease_id === primary.lease_id) primaryWrong = true
+        await convict(ctx, a, `round ${round} unit ${index}: ${verdict.why} against the coordinator's own re-execution`, result.outputHash)
+      }
+    }
+    if (!primaryWrong) {
+      await ctx.db.query(`UPDATE units SET check_status = 'passed' WHERE job_id = $1 AND round = $2 AND unit = $3 AND lease_id = $4`, [jobId, round, index, primary.lease_id])
+    }
+    await afterSettlement(ctx, job, round)
+  } catch (error) {
+    ctx.log(`referee for job ${jobId.slice(0, 10)} round ${round} unit ${index} failed: ${(error as Error).message}; retried on the next tick`)
+  } finally {
+    busy.delete(key)
+  }
+}
+
+/** After a verdict: rebuild rounds that lost work, then close the current round if it is now complete. */
+async function afterSettlement(ctx: JobContext, job: JobRow, round: number): Promise<void> {
+  await rebuildDirtyRounds(ctx, job.id)
+  const current = await jobRow(ctx.db, job.id)
+  if (current.round === round) await closeRound(ctx, job.id, round)
+  else ctx.events.emit('progress', job.id)
+}
+
+/**
+ * `attempt` is proven wrong. Its claim becomes evidence (a verdict the coordinator posts on-chain inside
+ * the challenge window of the epoch that commits it), its contributor is banned, and everything it did that
+ * nobody verified is dropped: unchecked answers leave the model (rounds holding them are rebuilt), live
+ * leases are revoked, and units it vouched for as a checker are examined again by the referee. Work of
+ * its that passed an honest check stays: it was right.
+ */
+export async function convict(ctx: JobContext, attempt: AttemptRow, reason: string, refereeHash: Hash | null, dispute: { kind: 'verdict' | 'double_sign'; otherLeaseId?: string } = { kind: 'verdict' }): Promise<void> {
+  const now = ctx.now()
+  const contributor = attempt.contributor
+  const affected = await ctx.db.transaction(async (tx) => {
+    await tx.query(`UPDATE attempts SET verdict = 'rejected', verdict_reason = $2, verdict_at = $3 WHERE lease_id = $1`, [attempt.lease_id, reason, now])
+    const disputeId = dispute.kind === 'verdict' ? `verdict:${attempt.lease_id}` : `double_sign:${contributor}:${attempt.job_id}:${attempt.round}:${attempt.unit}`
+    await tx.query(
+      `INSERT INTO disputes (id, kind, job_id, round, unit, contributor, lease_id, other_lease_id, referee_hash, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING`,
+      [disputeId, dispute.kind, attempt.job_id, attempt.round, attempt.unit, contributor, attempt.lease_id, dispute.otherLeaseId ?? null, refereeHash, now],
+    )
+    const dropped = await tx.query<{ lease_id: string; job_id: Hash; round: number; unit: number; kind: string }>(
+      `UPDATE attempts SET verdict = 'dropped', verdict_at = $2, verdict_reason = $3
+        WHERE contributor = $1 AND status = 'submitted' AND verdict IN ('unchecked', 'pending')
+        RETURNING lease_id, job_id, round, unit, kind`,
+      [contributor, now, `dropped unverified: ${contributor} was caught submitting wrong work`],
+    )
+    const revoked = await tx.query<{ lease_id: string }>(
+      `UPDATE attempts SET status = 'revoked' WHERE contributor = $1 AND status = 'leased' RETURNING lease_id`,
+      [contributor],
+    )
+    const removed = [attempt.lease_id, ...dropped.filter((d) => d.kind === 'primary').map((d) => d.lease_id), ...revoked.map((r) => r.lease_id)]
+    // Units of current rounds whose primary is gone open again for someone else; their pending checks
+    // (answers of other addresses compared with nothing now) are paid like unsampled work.
+    const reopened = await tx.query<{ job_id: Hash; round: number; unit: number; was_accepted: boolean }>(
+      `UPDATE units u SET status = 'open', lease_id = NULL, leased_to = NULL, lease_expires_at = NULL, output_hash = NULL,
+              check_kind = NULL, check_status = NULL, check_wanted_at = NULL, referee_hash = NULL
+         FROM jobs j, (SELECT lease_id, status = 'accepted' AS was_accepted FROM units WHERE lease_id = ANY($1::text[])) prev
+        WHERE u.lease_id = prev.lease_id AND j.id = u.job_id AND j.round = u.round
+        RETURNING u.job_id, u.round, u.unit, prev.was_accepted`,
+      [removed],
+    )
+    for (const u of reopened) {
+      if (u.was_accepted) await tx.query(`UPDATE jobs SET accepted_in_round = greatest(0, accepted_in_round - 1) WHERE id = $1 AND round = $2`, [u.job_id, u.round])
+      await tx.query(
+        `UPDATE attempts SET verdict = 'unchecked', verdict_at = $4 WHERE job_id = $1 AND round = $2 AND unit = $3 AND kind = 'check' AND verdict = 'pending'`,
+        [u.job_id, u.round, u.unit, now],
+      )
+    }
+    // Closed rounds that averaged a removed primary are rebuilt without it.
+    const dirty = await tx.query<{ job_id: Hash }>(
+      `UPDATE rounds r SET dirty = true FROM attempts a
+        WHERE a.lease_id = ANY($1::text[]) AND a.kind = 'primary' AND r.job_id = a.job_id AND r.round = a.round
+        RETURNING r.job_id`,
+      [removed],
+    )
+    // Answers it vouched for as a checker were only as good as its word: the referee looks again.
+    const vouched = await tx.query<{ job_id: Hash; round: number; unit: number; primary: string }>(
+      `SELECT u.job_id, u.round, u.unit, u.lease_id AS primary FROM attempts c
+         JOIN units u ON u.job_id = c.job_id AND u.round = c.round AND u.unit = c.unit
+        WHERE c.contributor = $1 AND c.kind = 'check' AND c.verdict = 'passed' AND u.lease_id IS NOT NULL`,
+      [contributor],
+    )
+    for (const v of vouched) {
+      await tx.query(`UPDATE attempts SET verdict = 'pending' WHERE lease_id = $1 AND verdict = 'passed'`, [v.primary])
+      await tx.query(`UPDATE units SET check_kind = 'referee', check_status = 'referee' WHERE job_id = $1 AND round = $2 AND unit = $3`, [v.job_id, v.round, v.unit])
+    }
+    await recordFailure(tx, contributor, reason, 1 + dropped.length, now)
+    return { jobs: new Set([attempt.job_id, ...dirty.map((d) => d.job_id), ...reopened.map((r) => r.job_id)]), vouched }
+  })
+  ctx.log(`${contributor} caught: ${reason}; banned, ${affected.vouched.length} unit(s) it vouched for go to the referee`)
+  for (const v of affected.vouched) void runReferee(ctx, v.job_id, v.round, v.unit)
+  for (const jobId of affected.jobs) {
+    await rebuildDirtyRounds(ctx, jobId)
+    ctx.events.emit('progress', jobId)
+  }
+}
+
+/**
+ * Double signing: two claims by one address for the same unit and input, in the same device class, with
+ * different outputs. Within a class the kernels give the same bits, so one of them is a lie whatever the
+ * referee says; the pair is objective evidence anyone could submit (DisputeResolver.slashDoubleSign).
+ */
+export async function detectDoubleSigning(ctx: JobContext, attempt: AttemptRow): Promise<boolean> {
+  if (!attempt.output_hash || !attempt.device_class) return false
+  const [other] = await ctx.db.query<AttemptRow>(
+    `SELECT * FROM attempts
+      WHERE contributor = $1 AND job_id = $2 AND round = $3 AND unit = $4 AND input_hash = $5 AND device_class = $6
+        AND output_hash IS NOT NULL AND output_hash <> $7 AND signature IS NOT NULL AND lease_id <> $8
+      LIMIT 1`,
+    [attempt.contributor, attempt.job_id, attempt.round, attempt.unit, attempt.input_hash, attempt.device_class, attempt.output_hash, attempt.lease_id],
+  )
+  if (!other) return false
+  await convict(ctx, attempt, `round ${attempt.round} unit ${attempt.unit}: signed two different outputs for the same unit and input in one device class (${attempt.device_class})`, null, {
+    kind: 'double_sign',
+    otherLeaseId: other.lease_id,
+  })
+  if (other.status === 'submitted' && other.verdict !== 'rejected') {
+    await ctx.db.query(`UPDATE attempts SET verdict = 'rejected', verdict_reason = 'one of two conflicting claims', verdict_at = $2 WHERE lease_id = $1`, [other.lease_id, ctx.now()])
+  }
+  return true
+}
+
+/**
+ * Periodic work: peer checks nobody took go to the referee, referee runs cut off by a restart resume, and
+ * rounds whose checks all settled close.
+ */
+export async function verificationTick(ctx: JobContext): Promise<void> {
+  const now = ctx.now()
+  const stalled = await ctx.db.query<{ job_id: Hash; round: number; unit: number }>(
+    `UPDATE units u SET check_status = 'referee'
+       FROM jobs j
+      WHERE j.id = u.job_id AND j.status = 'active' AND u.check_status = 'wanted' AND u.check_wanted_at <= $1
+        AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = u.job_id AND a.round = u.round AND a.unit = u.unit
+                          AND a.kind = 'check' AND (a.status = 'submitted' OR (a.status = 'leased' AND a.expires_at > $2)))
+      RETURNING u.job_id, u.round, u.unit`,
+    [now - PEER_CHECK_WAIT_MS, now],
+  )
+  const waiting = await ctx.db.query<{ job_id: Hash; round: number; unit: number }>(
+    `SELECT job_id, round, unit FROM units WHERE check_status = 'referee'`,
+  )
+  const seen = new Set<string>()
+  for (const u of [...stalled, ...waiting]) {
+    const key = `${u.job_id}/${u.round}/${u.unit}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    await runReferee(ctx, u.job_id, u.round, u.unit)
+  }
+}
