@@ -3,9 +3,10 @@
  *
  * A fresh anvil, the default deployment, then one realistic life cycle that calls every public
  * state-changing function at least once: requesters escrow jobs, contributors stake, the coordinator
- * posts epochs (1 and 10 job charges; trees of 10 and 1,000 leaves), contributors claim with real
- * proofs, a watcher proves double signing, the referee posts a verdict, jobs close and refund, stakes
- * unstake and withdraw. Every figure is `gasUsed` from the transaction's receipt, so it includes the
+ * posts epochs (1 and 10 job charges; reward trees of 10 and 1,000 leaves; claims trees of 1,000 digests),
+ * contributors claim with real proofs, a watcher proves double signing, the referee posts a verdict
+ * proven against an epoch's claims tree, frozen rewards are swept, jobs close and refund, stakes unstake
+ * and withdraw. Every figure is `gasUsed` from the transaction's receipt, so it includes the
  * 21,000 base cost and calldata. Gas is deterministic for a given compiler and EVM version; the deploy
  * wall time is this machine's.
  */
@@ -15,11 +16,12 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { getAddress, keccak256, toHex, type Address, type Hash, type TransactionReceipt } from 'viem'
 import solc from 'solc'
-import { signWorkClaim, type ClaimDomainParams, type WorkClaim } from '../src/protocol/claim.ts'
+import { signWorkClaim, workClaimDigest, type ClaimDomainParams, type WorkClaim } from '../src/protocol/claim.ts'
 import { buildRewardTree, rewardProof, type RewardTree } from '../src/protocol/rewards.ts'
 import { EVM_VERSION, OPTIMIZER_RUNS } from '../contracts/build.ts'
 import { DEFAULT_DEPLOY_PARAMETERS, deployTabTrain } from '../contracts/deploy.ts'
 import { startTestChain, type AccountName } from '../contracts/testing.ts'
+import { buildClaimsTree, claimProof, claimsRootOf, type ClaimsTree } from '../coordinator/settlement/claimsTree.ts'
 
 const RESULTS = join(dirname(fileURLToPath(import.meta.url)), 'results')
 
@@ -115,17 +117,23 @@ try {
   record('StakeManager', 'requestUnstake', 'first request', await mined(as('carol').stakeManager.write.requestUnstake([10n * E18])))
   record('StakeManager', 'requestUnstake', 'second request (adds, restarts delay)', await mined(as('carol').stakeManager.write.requestUnstake([10n * E18])))
   await mined(as('alice').stakeManager.write.requestUnstake([50n * E18]))
+  await mined(as('deployer').token.write.mint([accounts.deployer.address, 10n * E18]))
+  await mined(as('deployer').token.write.approve([contracts.stakeManager, 2n ** 256n - 1n]))
+  record('StakeManager', 'stakeFor', 'first stake of a new account (the faucet)', await mined(as('deployer').stakeManager.write.stakeFor([accounts.outsider.address, 10n * E18])))
 
   // Epochs. Leaves are cumulative amounts; each epoch charges the escrows exactly the growth of the total.
   const syntheticAccount = (i: number) => getAddress(`0x${keccak256(toHex(`leaf ${i}`)).slice(26)}`)
   let previousTotal = 0n
-  const postEpoch = async (epoch: bigint, leaves: Map<Address, bigint>, chargedJobs: Hash[], situation: string) => {
+  // Claims trees hold 1,000 digests: what an epoch of 1,000 units commits.
+  const syntheticDigests = (epoch: bigint) => Array.from({ length: 1_000 }, (_, i) => keccak256(toHex(`claim ${epoch} ${i}`)) as Hash)
+  const postEpoch = async (epoch: bigint, leaves: Map<Address, bigint>, chargedJobs: Hash[], situation: string, claims: ClaimsTree | null = buildClaimsTree(syntheticDigests(epoch))) => {
     const tree = buildRewardTree(leaves)
     const total = [...leaves.values()].reduce((a, b) => a + b, 0n)
     const growth = total - previousTotal
     const share = growth / BigInt(chargedJobs.length)
-    const charges = chargedJobs.map((specHash, i) => ({ specHash, amount: i === 0 ? growth - share * BigInt(chargedJobs.length - 1) : share }))
-    record('RewardDistributor', 'postRoot', situation, await mined(as('coordinator').rewardDistributor.write.postRoot([epoch, tree.root as Hash, total, charges])))
+    const requester = accounts.requester.address
+    const charges = chargedJobs.map((specHash, i) => ({ specHash, requester, amount: i === 0 ? growth - share * BigInt(chargedJobs.length - 1) : share }))
+    record('RewardDistributor', 'postRoot', situation, await mined(as('coordinator').rewardDistributor.write.postRoot([epoch, tree.root as Hash, claimsRootOf(claims), total, charges])))
     previousTotal = total
     return tree
   }
@@ -170,27 +178,48 @@ try {
     'slash 50% to reporter and treasury, first freeze',
     await mined(as('reporter').disputeResolver.write.slashDoubleSign([a.claim, a.signature, b.claim, b.signature])),
   )
-  await postEpoch(3n, contributorsOf(1_000, () => 4n * E18), [jobs[0]!], '1 job charge, 1,000-leaf tree (the tree size costs nothing here)')
   const v = await signWorkClaim(accounts.carol, claimOf(accounts.carol.address, 'wrong output', 2), domain)
+  const w = await signWorkClaim(accounts.carol, claimOf(accounts.carol.address, 'wrong output', 3), domain)
+  const committed = [v, w].map((s) => workClaimDigest(s.claim, domain))
+  const claims3 = buildClaimsTree([...syntheticDigests(3n).slice(2), ...committed])
+  const tree3 = await postEpoch(3n, contributorsOf(1_000, () => 4n * E18), [jobs[0]!], '1 job charge, 1,000-leaf tree (the tree size costs nothing here)', claims3)
   record(
     'DisputeResolver',
     'postVerdict',
-    'inside the window, slash with pending stake, first freeze',
-    await mined(as('coordinator').disputeResolver.write.postVerdict([v.claim, v.signature, 3n, keccak256(toHex('referee output')) as Hash, accounts.reporter.address])),
+    'inside the window, claim in a 1,000-claim tree, slash with pending stake, first freeze',
+    await mined(
+      as('coordinator').disputeResolver.write.postVerdict([v.claim, v.signature, 3n, claimProof(claims3, committed[0]!)!, keccak256(toHex('referee output')) as Hash, accounts.reporter.address]),
+    ),
   )
-  const w = await signWorkClaim(accounts.carol, claimOf(accounts.carol.address, 'wrong output', 3), domain)
   record(
     'DisputeResolver',
     'postVerdict',
     'already frozen, no reporter',
-    await mined(as('coordinator').disputeResolver.write.postVerdict([w.claim, w.signature, 3n, keccak256(toHex('referee output')) as Hash, '0x0000000000000000000000000000000000000000'])),
+    await mined(
+      as('coordinator').disputeResolver.write.postVerdict([
+        w.claim,
+        w.signature,
+        3n,
+        claimProof(claims3, committed[1]!)!,
+        keccak256(toHex('referee output')) as Hash,
+        '0x0000000000000000000000000000000000000000',
+      ]),
+    ),
   )
 
   // Settlement: close and refund; unstake after the delay.
-  record('JobEscrow', 'close', 'by the coordinator', await mined(as('coordinator').jobEscrow.write.close([jobs[0]!])))
+  record('JobEscrow', 'close', 'by the coordinator', await mined(as('coordinator').jobEscrow.write.close([jobs[0]!, accounts.requester.address])))
   record('JobEscrow', 'refund', 'after close, partly charged', await mined(as('requester').jobEscrow.write.refund([jobs[0]!])))
   await t.increaseTime(DEFAULT_DEPLOY_PARAMETERS.unstakeDelaySeconds)
   record('StakeManager', 'withdraw', 'all pending, after the delay', await mined(as('alice').stakeManager.write.withdraw()))
+  // Bob double-signed before epoch 3 was posted: his epoch-3 leaf is frozen; what he had not claimed of it goes to the treasury.
+  const bob3 = rewardProof(tree3, accounts.bob.address)!
+  record(
+    'RewardDistributor',
+    'sweepFrozen',
+    `1,000-leaf tree, after an earlier claim (${bob3.proof.length}-hash proof)`,
+    await mined(as('coordinator').rewardDistributor.write.sweepFrozen([3n, accounts.bob.address, bob3.cumulativeAmount, bob3.proof])),
+  )
   await t.increaseTime(30 * 86_400 + DEFAULT_DEPLOY_PARAMETERS.settlementPeriodSeconds)
   record('JobEscrow', 'refund', 'unclosed, after deadline + settlement period', await mined(as('requester').jobEscrow.write.refund([jobs[1]!])))
 

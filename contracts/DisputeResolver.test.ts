@@ -1,7 +1,9 @@
-import { keccak256, toHex, zeroAddress, type Address, type Hash, type Hex, type HDAccount } from 'viem'
+import { keccak256, toHex, zeroAddress, zeroHash, type Address, type Hash, type Hex, type HDAccount } from 'viem'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { claimDomain, signWorkClaim, workClaimDigest, workClaimTypes, type ClaimDomainParams, type WorkClaim } from '../src/protocol/claim.ts'
+import { claimDomain, signWorkClaim, workClaimDigest, workClaimTypes, type ClaimDomainParams, type TypedDataSigner, type WorkClaim } from '../src/protocol/claim.ts'
 import { buildRewardTree, rewardProof } from '../src/protocol/rewards.ts'
+import { buildClaimsTree, claimProof, claimsRootOf, type ClaimsTree } from '../coordinator/settlement/claimsTree.ts'
 import { ROLES } from './deploy.ts'
 import { expectRevert, startTestChain, TEST_PARAMETERS, type AccountName, type TestChain } from './testing.ts'
 
@@ -28,7 +30,7 @@ function claimOf(output: string, overrides: Partial<WorkClaim> = {}): WorkClaim 
   }
 }
 
-const sign = async (claim: WorkClaim, signer: HDAccount = t.accounts.alice, params: ClaimDomainParams = domain) =>
+const sign = async (claim: WorkClaim, signer: TypedDataSigner = t.accounts.alice, params: ClaimDomainParams = domain) =>
   (await signWorkClaim(signer, claim, params)).signature
 
 /** A signature by `signer` over a claim that names someone else: what a forger can produce. */
@@ -41,15 +43,24 @@ async function stake(name: AccountName, amount: bigint) {
   await t.mined(t.as(name).stakeManager.write.stake([amount]))
 }
 
-/** Posts an epoch paying `balances`, charged to JOB. */
-async function postEpoch(balances: [Address, bigint][]) {
+/** Posts an epoch paying `balances`, charged to JOB, committing the claims `committed`. */
+async function postEpoch(balances: [Address, bigint][], committed: WorkClaim[] = []) {
   const tree = buildRewardTree(new Map(balances))
+  const claims = buildClaimsTree(committed.map((c) => workClaimDigest(c, domain)))
   const total = balances.reduce((sum, [, amount]) => sum + amount, 0n)
   const epoch = (await t.read.rewardDistributor.read.epochCount()) + 1n
   const [, previousTotal] = await t.read.rewardDistributor.read.epochs([epoch - 1n])
-  await t.mined(t.as('coordinator').rewardDistributor.write.postRoot([epoch, tree.root as Hash, total, [{ specHash: JOB, amount: total - previousTotal }]]))
+  const charges = total > previousTotal ? [{ specHash: JOB, requester: t.accounts.requester.address, amount: total - previousTotal }] : []
+  await t.mined(t.as('coordinator').rewardDistributor.write.postRoot([epoch, tree.root as Hash, claimsRootOf(claims), total, charges]))
   const [, , , claimableAt] = await t.read.rewardDistributor.read.epochs([epoch])
-  return { epoch, tree, claimableAt }
+  return { epoch, tree, claims, claimableAt }
+}
+
+/** The proof that `claim` is committed in `claims`; fails the test when it is not. */
+function committedProof(claims: ClaimsTree | null, claim: WorkClaim): Hash[] {
+  const proof = claimProof(claims, workClaimDigest(claim, domain))
+  if (!proof) throw new Error('claim not in the claims tree')
+  return proof
 }
 
 async function balances() {
@@ -89,7 +100,7 @@ describe('DisputeResolver.claimDigest', () => {
 describe('DisputeResolver.slashDoubleSign', () => {
   it('slashes a contributor who signed two outputs for one unit by exactly the basis points, and freezes them', async () => {
     const a = claimOf('out A')
-    const b = claimOf('out B', { deviceClass: 'a different device class' })
+    const b = claimOf('out B')
     const before = await balances()
     const args = [a, await sign(a), b, await sign(b)] as const
     const { result } = await t.as('reporter').disputeResolver.simulate.slashDoubleSign(args, { account: t.accounts.reporter })
@@ -119,6 +130,8 @@ describe('DisputeResolver.slashDoubleSign', () => {
       claimOf('out B', { round: 4 }),
       claimOf('out B', { jobId: h('another job') }),
       claimOf('out B', { inputHash: h('another input') }),
+      // Another device class: in the default kernel bundle two honest classes may differ in the last bits.
+      claimOf('out B', { deviceClass: 'wasm|cpu|node-20|bundle' }),
     ]
     for (const b of notConflicting) {
       await expectRevert(t.as('reporter').disputeResolver.write.slashDoubleSign([a, sa, b, await sign(b)]), 'NotConflicting')
@@ -182,7 +195,7 @@ describe('DisputeResolver.slashDoubleSign', () => {
     const otherContract = await sign(b, t.accounts.alice, { ...domain, verifyingContract: t.contracts.rewardDistributor })
     await expectRevert(t.as('reporter').disputeResolver.write.slashDoubleSign([a, sa, b, otherContract]), 'SignerMismatch')
     await expectRevert(
-      t.as('coordinator').disputeResolver.write.postVerdict([b, otherChain, 1n, h('referee'), t.accounts.reporter.address]),
+      t.as('coordinator').disputeResolver.write.postVerdict([b, otherChain, 1n, [], h('referee'), t.accounts.reporter.address]),
       'SignerMismatch',
     )
     expect((await balances()).stake).toBe(STAKE)
@@ -197,6 +210,22 @@ describe('DisputeResolver.slashDoubleSign', () => {
     await t.increaseTime(TEST_PARAMETERS.unstakeDelaySeconds)
     await t.mined(t.as('alice').stakeManager.write.withdraw())
     expect(await t.balanceOf(alice)).toBe(STAKE / 2n)
+  })
+
+  it('slashes a new burner wallet whose minimum stake the faucet paid with stakeFor', async () => {
+    // A fresh key: no gas, no tokens, never sent a transaction. The faucet (here the deployer) stakes for it.
+    const burner = privateKeyToAccount(generatePrivateKey())
+    await t.mined(t.as('deployer').token.write.mint([t.accounts.deployer.address, STAKE]))
+    await t.mined(t.as('deployer').token.write.approve([t.contracts.stakeManager, STAKE]))
+    await t.mined(t.as('deployer').stakeManager.write.stakeFor([burner.address, STAKE]))
+    expect(await t.read.stakeManager.read.slashableOf([burner.address])).toBe(STAKE)
+    const a = claimOf('out A', { contributor: burner.address })
+    const b = claimOf('out B', { contributor: burner.address })
+    const args = [a, await sign(a, burner), b, await sign(b, burner)] as const
+    const { result } = await t.as('reporter').disputeResolver.simulate.slashDoubleSign(args, { account: t.accounts.reporter })
+    expect(result).toBe(STAKE / 2n)
+    await t.mined(t.as('reporter').disputeResolver.write.slashDoubleSign(args))
+    expect(await t.read.stakeManager.read.slashableOf([burner.address])).toBe(STAKE / 2n)
   })
 
   it('still freezes a contributor with nothing staked', async () => {
@@ -218,29 +247,34 @@ describe('DisputeResolver.postVerdict', () => {
     const sa = await sign(a)
     for (const name of ['outsider', 'alice', 'reporter', 'deployer'] as const) {
       const [account, role] = await expectRevert(
-        t.as(name).disputeResolver.write.postVerdict([a, sa, 1n, h('referee'), t.accounts[name].address]),
+        t.as(name).disputeResolver.write.postVerdict([a, sa, 1n, [], h('referee'), t.accounts[name].address]),
         'AccessControlUnauthorizedAccount',
       )
       expect([account, role]).toEqual([t.accounts[name].address, ROLES.REFEREE_ROLE])
     }
   })
 
-  it('slashes and freezes inside the challenge window: the disputed root becomes unclaimable, an earlier claimable one stays claimable', async () => {
+  it('slashes and freezes inside the challenge window of the epoch that committed the claim: that root becomes unclaimable, an earlier claimable one stays claimable', async () => {
     const bob = t.accounts.bob.address
+    const claim = claimOf('out A')
     const first = await postEpoch([
       [alice, 100n],
       [bob, 100n],
     ])
     await t.increaseTime(WINDOW)
-    // Epoch 2 pays the disputed unit; the referee's re-execution disagrees while its window is open.
-    const second = await postEpoch([
-      [alice, 250n],
-      [bob, 150n],
-    ])
-    const claim = claimOf('out A')
+    // Epoch 2 pays and commits the disputed unit; the referee's re-execution disagrees while its window is open.
+    const second = await postEpoch(
+      [
+        [alice, 250n],
+        [bob, 150n],
+      ],
+      [claimOf('out X', { unit: 1 }), claim, claimOf('out Y', { unit: 2, contributor: bob })],
+    )
     const digest = workClaimDigest(claim, domain)
     const before = await balances()
-    const receipt = await t.mined(t.as('coordinator').disputeResolver.write.postVerdict([claim, await sign(claim), 2n, h('referee'), t.accounts.reporter.address]))
+    const receipt = await t.mined(
+      t.as('coordinator').disputeResolver.write.postVerdict([claim, await sign(claim), 2n, committedProof(second.claims, claim), h('referee'), t.accounts.reporter.address]),
+    )
     const after = await balances()
     expect(before.stake - after.stake).toBe(500n)
     expect(after.reporter - before.reporter).toBe(50n)
@@ -249,7 +283,6 @@ describe('DisputeResolver.postVerdict', () => {
     expect(await t.read.rewardDistributor.read.frozenAt([alice])).toBe(frozenAt)
     const [log] = await t.read.disputeResolver.getEvents.VerdictSlashed({ contributor: alice }, { fromBlock: 0n })
     expect(log?.args).toEqual({ contributor: alice, jobId: JOB, epoch: 2n, claimDigest: digest, reporter: t.accounts.reporter.address, slashed: 500n })
-    expect(await t.read.disputeResolver.read.evidenceUsed([digest])).toBe(true)
 
     await t.increaseTime(WINDOW)
     const a2 = rewardProof(second.tree, alice)!
@@ -260,46 +293,90 @@ describe('DisputeResolver.postVerdict', () => {
     const b2 = rewardProof(second.tree, bob)!
     await t.mined(t.as('bob').rewardDistributor.write.claim([2n, bob, b2.cumulativeAmount, b2.proof]))
     expect(await t.balanceOf(bob)).toBe(150n)
-
-    await expectRevert(
-      t.as('coordinator').disputeResolver.write.postVerdict([claim, await sign(claim), 3n, h('referee'), t.accounts.reporter.address]),
-      'EvidenceAlreadyUsed',
-    )
   })
 
-  it('refuses a verdict once the epoch that paid the unit is claimable', async () => {
-    const { claimableAt } = await postEpoch([[alice, 100n]])
-    await t.increaseTime(WINDOW)
+  it('refuses a verdict once the epoch that committed the claim is claimable', async () => {
     const claim = claimOf('out A')
-    const verdict = t.as('coordinator').disputeResolver.write.postVerdict([claim, await sign(claim), 1n, h('referee'), t.accounts.reporter.address])
+    const { claimableAt, claims } = await postEpoch([[alice, 100n]], [claim])
+    await t.increaseTime(WINDOW)
+    const verdict = t.as('coordinator').disputeResolver.write.postVerdict([claim, await sign(claim), 1n, committedProof(claims, claim), h('referee'), zeroAddress])
     expect(await expectRevert(verdict, 'OutsideChallengeWindow')).toEqual([claimableAt])
-    // Epoch 0 never pays anything and is always outside.
-    await expectRevert(t.as('coordinator').disputeResolver.write.postVerdict([claim, await sign(claim), 0n, h('referee'), zeroAddress]), 'OutsideChallengeWindow')
     expect((await balances()).stake).toBe(STAKE)
     expect(await t.read.rewardDistributor.read.frozenAt([alice])).toBe(0n)
   })
 
-  it('accepts a verdict for an epoch not posted yet, and sends everything to the treasury without a reporter', async () => {
-    await postEpoch([[alice, 100n]])
+  it('refuses a verdict naming an unposted epoch, epoch 0 or 2^64 − 1: the referee cannot reopen a closed window', async () => {
+    // The claim was paid in epoch 1, whose window closed long ago.
     const claim = claimOf('out A')
-    const before = await balances()
-    await t.mined(t.as('coordinator').disputeResolver.write.postVerdict([claim, await sign(claim), 2n, h('referee'), zeroAddress]))
-    const after = await balances()
-    expect(after.treasury - before.treasury).toBe(500n)
-    expect(after.reporter).toBe(before.reporter)
-    // The unposted epoch will be frozen for alice when it comes; epoch 1 was not claimable yet either.
+    const { claims } = await postEpoch([[alice, 100n]], [claim])
+    await t.increaseTime(10n * WINDOW)
+    const signature = await sign(claim)
+    const proof = committedProof(claims, claim)
+    for (const epoch of [2n, 0n, 2n ** 64n - 1n]) {
+      const verdict = t.as('coordinator').disputeResolver.write.postVerdict([claim, signature, epoch, proof, h('referee'), zeroAddress])
+      expect(await expectRevert(verdict, 'UnknownEpoch')).toEqual([epoch])
+    }
+    expect((await balances()).stake).toBe(STAKE)
+    expect(await t.read.rewardDistributor.read.frozenAt([alice])).toBe(0n)
+  })
+
+  it('refuses a verdict naming an open epoch that did not commit the claim', async () => {
+    const claim = claimOf('out A')
+    const first = await postEpoch([[alice, 100n]], [claim])
     await t.increaseTime(WINDOW)
-    await expectRevert(t.as('alice').rewardDistributor.write.claim([1n, alice, 100n, []]), 'RewardsFrozen')
+    // Epoch 2 is open, but it committed other claims; epoch 1's proof does not hold against it.
+    const other = claimOf('out B', { unit: 8 })
+    const second = await postEpoch([[alice, 200n]], [other])
+    const digest = workClaimDigest(claim, domain)
+    const signature = await sign(claim)
+    const write = t.as('coordinator').disputeResolver.write
+    expect(await expectRevert(write.postVerdict([claim, signature, 2n, committedProof(first.claims, claim), h('referee'), zeroAddress]), 'ClaimNotInEpoch')).toEqual([2n, digest])
+    await expectRevert(write.postVerdict([claim, signature, 2n, committedProof(second.claims, other), h('referee'), zeroAddress]), 'ClaimNotInEpoch')
+    await expectRevert(write.postVerdict([claim, signature, 2n, [], h('referee'), zeroAddress]), 'ClaimNotInEpoch')
+    // An epoch that committed no claim at all (zero claims root) proves nothing either.
+    await t.mined(t.as('coordinator').rewardDistributor.write.postRoot([3n, second.tree.root as Hash, zeroHash, 200n, []]))
+    await expectRevert(write.postVerdict([claim, signature, 3n, [], h('referee'), zeroAddress]), 'ClaimNotInEpoch')
+    expect((await balances()).stake).toBe(STAKE)
+  })
+
+  it('slashes a fault once: a verdict and double-sign evidence for the same unit and input, in either order', async () => {
+    const wrong = claimOf('out A')
+    const other = claimOf('out B')
+    const { claims } = await postEpoch([[alice, 100n]], [wrong])
+    const [sw, so] = await Promise.all([sign(wrong), sign(other)])
+    await t.mined(t.as('coordinator').disputeResolver.write.postVerdict([wrong, sw, 1n, committedProof(claims, wrong), h('referee'), zeroAddress]))
+    const afterVerdict = await balances()
+    expect(afterVerdict.stake).toBe(STAKE / 2n)
+    await expectRevert(t.as('reporter').disputeResolver.write.slashDoubleSign([wrong, sw, other, so]), 'EvidenceAlreadyUsed')
+    expect(await balances()).toEqual(afterVerdict)
+
+    // The other order, on another unit: double signing first, then the referee's verdict on either claim.
+    const x = claimOf('out X', { unit: 9 })
+    const y = claimOf('out Y', { unit: 9 })
+    const second = await postEpoch([[alice, 200n]], [x, y])
+    const [sx, sy] = await Promise.all([sign(x), sign(y)])
+    await t.mined(t.as('reporter').disputeResolver.write.slashDoubleSign([x, sx, y, sy]))
+    const afterDoubleSign = await balances()
+    expect(afterDoubleSign.stake).toBe(STAKE / 4n)
+    for (const c of [x, y]) {
+      await expectRevert(
+        t.as('coordinator').disputeResolver.write.postVerdict([c, c === x ? sx : sy, 2n, committedProof(second.claims, c), h('referee'), zeroAddress]),
+        'EvidenceAlreadyUsed',
+      )
+    }
+    expect(await balances()).toEqual(afterDoubleSign)
   })
 
   it('rejects a verdict that agrees with the claim or whose signature is not the contributor’s', async () => {
     const claim = claimOf('out A')
+    const { claims } = await postEpoch([[alice, 100n]], [claim])
+    const proof = committedProof(claims, claim)
     await expectRevert(
-      t.as('coordinator').disputeResolver.write.postVerdict([claim, await sign(claim), 1n, claim.outputHash, t.accounts.reporter.address]),
+      t.as('coordinator').disputeResolver.write.postVerdict([claim, await sign(claim), 1n, proof, claim.outputHash, t.accounts.reporter.address]),
       'VerdictAgreesWithClaim',
     )
     const [recovered] = await expectRevert(
-      t.as('coordinator').disputeResolver.write.postVerdict([claim, await forge(claim, t.accounts.bob), 1n, h('referee'), t.accounts.reporter.address]),
+      t.as('coordinator').disputeResolver.write.postVerdict([claim, await forge(claim, t.accounts.bob), 1n, proof, h('referee'), t.accounts.reporter.address]),
       'SignerMismatch',
     )
     expect(recovered).toBe(t.accounts.bob.address)

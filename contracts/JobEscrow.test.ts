@@ -1,4 +1,4 @@
-import { keccak256, toHex, type Hash } from 'viem'
+import { keccak256, toHex, type Address, type Hash } from 'viem'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { ROLES } from './deploy.ts'
 import { expectRevert, startTestChain, TEST_PARAMETERS, type AccountName, type TestChain } from './testing.ts'
@@ -15,17 +15,20 @@ async function deposit(name: AccountName, specHash: Hash, amount: bigint, deadli
 }
 
 /** Charges through the real path: the coordinator posts the next epoch, whose charges the distributor takes from escrow. */
-async function postCharges(charges: { specHash: Hash; amount: bigint }[]) {
+async function postCharges(charges: { specHash: Hash; amount: bigint; requester?: Address }[]) {
   const epoch = (await t.read.rewardDistributor.read.epochCount()) + 1n
   const [, previousTotal] = await t.read.rewardDistributor.read.epochs([epoch - 1n])
   const total = previousTotal + charges.reduce((sum, c) => sum + c.amount, 0n)
-  return t.as('coordinator').rewardDistributor.write.postRoot([epoch, keccak256(toHex(`root ${epoch}`)), total, charges])
+  const withRequester = charges.map((c) => ({ specHash: c.specHash, requester: c.requester ?? requester, amount: c.amount }))
+  return t.as('coordinator').rewardDistributor.write.postRoot([epoch, keccak256(toHex(`root ${epoch}`)), keccak256(toHex(`claims ${epoch}`)), total, withRequester])
 }
 
 let deadline: bigint
+let requester: Address
 
 beforeAll(async () => {
   t = await startTestChain()
+  requester = t.accounts.requester.address
   deadline = (await t.now()) + DAY
   await deposit('requester', JOB, 1_000n, deadline)
   await t.saveBaseline()
@@ -35,8 +38,8 @@ beforeEach(() => t.restoreBaseline())
 
 describe('JobEscrow deposits', () => {
   it('opens a job for the first depositor', async () => {
-    expect(await t.read.jobEscrow.read.jobs([JOB])).toEqual([t.accounts.requester.address, deadline, false, false, 1_000n, 0n])
-    expect(await t.read.jobEscrow.read.remaining([JOB])).toBe(1_000n)
+    expect(await t.read.jobEscrow.read.jobs([JOB, requester])).toEqual([deadline, false, false, 1_000n, 0n])
+    expect(await t.read.jobEscrow.read.remaining([JOB, requester])).toBe(1_000n)
     expect(await t.balanceOf(t.contracts.jobEscrow)).toBe(1_000n)
     const [log] = await t.read.jobEscrow.getEvents.Deposited({ specHash: JOB }, { fromBlock: 0n })
     expect(log?.args).toEqual({ specHash: JOB, requester: t.accounts.requester.address, amount: 1_000n, totalDeposited: 1_000n, deadline })
@@ -44,16 +47,37 @@ describe('JobEscrow deposits', () => {
 
   it('accepts top-ups from the requester, which can extend but never shorten the deadline', async () => {
     await deposit('requester', JOB, 500n, deadline - 100n)
-    expect(await t.read.jobEscrow.read.jobs([JOB])).toEqual([t.accounts.requester.address, deadline, false, false, 1_500n, 0n])
+    expect(await t.read.jobEscrow.read.jobs([JOB, requester])).toEqual([deadline, false, false, 1_500n, 0n])
     await deposit('requester', JOB, 1n, deadline + DAY)
-    expect((await t.read.jobEscrow.read.jobs([JOB]))[1]).toBe(deadline + DAY)
-    expect(await t.read.jobEscrow.read.remaining([JOB])).toBe(1_501n)
+    expect((await t.read.jobEscrow.read.jobs([JOB, requester]))[0]).toBe(deadline + DAY)
+    expect(await t.read.jobEscrow.read.remaining([JOB, requester])).toBe(1_501n)
   })
 
-  it('rejects a top-up by another address: it would otherwise hijack the refund or the deadline', async () => {
-    const [requester] = await expectRevert(deposit('alice', JOB, 100n, deadline + 10n * DAY), 'NotRequester')
-    expect(requester).toBe(t.accounts.requester.address)
-    expect((await t.read.jobEscrow.read.jobs([JOB]))[4]).toBe(1_000n)
+  it("keeps another address's deposit under the same spec hash in its own escrow: it cannot touch the requester's refund or deadline", async () => {
+    await deposit('alice', JOB, 100n, deadline + 10n * DAY)
+    expect(await t.read.jobEscrow.read.jobs([JOB, requester])).toEqual([deadline, false, false, 1_000n, 0n])
+    expect(await t.read.jobEscrow.read.jobs([JOB, t.accounts.alice.address])).toEqual([deadline + 10n * DAY, false, false, 100n, 0n])
+    expect(await t.read.jobEscrow.read.remaining([JOB, requester])).toBe(1_000n)
+  })
+
+  it('cannot be squatted: a 1-token deposit with a short deadline under someone else\'s spec hash neither blocks nor steals it, before or after its refund', async () => {
+    // The attacker gets there first, with a deadline a minute away.
+    const squatter = t.accounts.outsider.address
+    await deposit('outsider', OTHER_JOB, 1n, (await t.now()) + 60n)
+    // The real requester still opens its own escrow with its own deadline.
+    await deposit('requester', OTHER_JOB, 500n, deadline)
+    expect(await t.read.jobEscrow.read.jobs([OTHER_JOB, requester])).toEqual([deadline, false, false, 500n, 0n])
+    await t.increaseTime(61n + BigInt(TEST_PARAMETERS.settlementPeriodSeconds))
+    // The squatter's refund is its own token back, nothing of the requester's.
+    await t.mined(t.as('outsider').jobEscrow.write.refund([OTHER_JOB]))
+    expect(await t.balanceOf(squatter)).toBe(1n)
+    expect(await t.read.jobEscrow.read.remaining([OTHER_JOB, requester])).toBe(500n)
+    // After it, the spec hash is still fundable, chargeable and refundable for the requester.
+    await deposit('requester', OTHER_JOB, 250n, 0n)
+    await t.mined(postCharges([{ specHash: OTHER_JOB, amount: 700n }]))
+    await expectRevert(postCharges([{ specHash: OTHER_JOB, amount: 1n, requester: squatter }]), 'AlreadyRefunded')
+    await expectRevert(t.as('outsider').jobEscrow.write.refund([OTHER_JOB]), 'AlreadyRefunded')
+    expect(await t.read.jobEscrow.read.remaining([OTHER_JOB, requester])).toBe(50n)
   })
 
   it('rejects zero amounts and deadlines that are not in the future', async () => {
@@ -66,7 +90,7 @@ describe('JobEscrow deposits', () => {
 describe('JobEscrow charges', () => {
   it('lets only the reward distributor charge', async () => {
     for (const name of ['outsider', 'coordinator', 'requester', 'deployer'] as const) {
-      const [account, role] = await expectRevert(t.as(name).jobEscrow.write.charge([JOB, 1n]), 'AccessControlUnauthorizedAccount')
+      const [account, role] = await expectRevert(t.as(name).jobEscrow.write.charge([JOB, requester, 1n]), 'AccessControlUnauthorizedAccount')
       expect([account, role]).toEqual([t.accounts[name].address, ROLES.CHARGER_ROLE])
     }
   })
@@ -75,8 +99,8 @@ describe('JobEscrow charges', () => {
     await t.mined(postCharges([{ specHash: JOB, amount: 300n }]))
     expect(await t.balanceOf(t.contracts.rewardDistributor)).toBe(300n)
     expect(await t.balanceOf(t.contracts.jobEscrow)).toBe(700n)
-    expect(await t.read.jobEscrow.read.remaining([JOB])).toBe(700n)
-    expect((await t.read.jobEscrow.read.jobs([JOB]))[5]).toBe(300n)
+    expect(await t.read.jobEscrow.read.remaining([JOB, requester])).toBe(700n)
+    expect((await t.read.jobEscrow.read.jobs([JOB, requester]))[4]).toBe(300n)
   })
 
   it('rejects a charge above what remains, and a charge to an unknown job', async () => {
@@ -92,8 +116,12 @@ describe('JobEscrow charges', () => {
       'InsufficientEscrow',
     )
     await expectRevert(postCharges([{ specHash: OTHER_JOB, amount: 1n }]), 'UnknownJob')
+    // Nor can a charge reach a deposit of the same spec hash by someone else than the named requester.
+    await deposit('alice', JOB, 500n, deadline)
+    await expectRevert(postCharges([{ specHash: JOB, amount: 701n }]), 'InsufficientEscrow')
+    await expectRevert(postCharges([{ specHash: JOB, amount: 1n, requester: t.accounts.bob.address }]), 'UnknownJob')
     await t.mined(postCharges([{ specHash: JOB, amount: 700n }]))
-    expect(await t.read.jobEscrow.read.remaining([JOB])).toBe(0n)
+    expect(await t.read.jobEscrow.read.remaining([JOB, requester])).toBe(0n)
   })
 })
 
@@ -109,25 +137,27 @@ describe('JobEscrow close and refund', () => {
   })
 
   it('lets only the coordinator close, once', async () => {
-    const [account, role] = await expectRevert(t.as('requester').jobEscrow.write.close([JOB]), 'AccessControlUnauthorizedAccount')
+    const [account, role] = await expectRevert(t.as('requester').jobEscrow.write.close([JOB, requester]), 'AccessControlUnauthorizedAccount')
     expect([account, role]).toEqual([t.accounts.requester.address, ROLES.COORDINATOR_ROLE])
-    await expectRevert(t.as('coordinator').jobEscrow.write.close([OTHER_JOB]), 'UnknownJob')
-    await t.mined(t.as('coordinator').jobEscrow.write.close([JOB]))
-    expect((await t.read.jobEscrow.read.jobs([JOB]))[2]).toBe(true)
-    await expectRevert(t.as('coordinator').jobEscrow.write.close([JOB]), 'JobAlreadyClosed')
+    await expectRevert(t.as('coordinator').jobEscrow.write.close([OTHER_JOB, requester]), 'UnknownJob')
+    await expectRevert(t.as('coordinator').jobEscrow.write.close([JOB, t.accounts.alice.address]), 'UnknownJob')
+    await t.mined(t.as('coordinator').jobEscrow.write.close([JOB, requester]))
+    expect((await t.read.jobEscrow.read.jobs([JOB, requester]))[1]).toBe(true)
+    await expectRevert(t.as('coordinator').jobEscrow.write.close([JOB, requester]), 'JobAlreadyClosed')
     await expectRevert(deposit('requester', JOB, 1n, deadline), 'JobAlreadyClosed')
   })
 
   it('after close, refunds exactly deposited − charged, once, and refuses later charges', async () => {
     await t.mined(postCharges([{ specHash: JOB, amount: 375n }]))
-    await t.mined(t.as('coordinator').jobEscrow.write.close([JOB]))
-    await expectRevert(t.as('alice').jobEscrow.write.refund([JOB]), 'NotRequester')
+    await t.mined(t.as('coordinator').jobEscrow.write.close([JOB, requester]))
+    // Another address has no escrow here: refund only ever reaches the sender's own.
+    await expectRevert(t.as('alice').jobEscrow.write.refund([JOB]), 'UnknownJob')
 
     await t.mined(t.as('requester').jobEscrow.write.refund([JOB]))
     expect(await t.balanceOf(t.accounts.requester.address)).toBe(625n)
     expect(await t.balanceOf(t.contracts.jobEscrow)).toBe(0n)
-    expect(await t.read.jobEscrow.read.remaining([JOB])).toBe(0n)
-    expect(await t.read.jobEscrow.read.jobs([JOB])).toEqual([t.accounts.requester.address, deadline, true, true, 1_000n, 375n])
+    expect(await t.read.jobEscrow.read.remaining([JOB, requester])).toBe(0n)
+    expect(await t.read.jobEscrow.read.jobs([JOB, requester])).toEqual([deadline, true, true, 1_000n, 375n])
 
     await expectRevert(t.as('requester').jobEscrow.write.refund([JOB]), 'AlreadyRefunded')
     await expectRevert(postCharges([{ specHash: JOB, amount: 1n }]), 'AlreadyRefunded')
@@ -148,13 +178,13 @@ describe('JobEscrow close and refund', () => {
     const max = 2n ** 64n - 1n
     await deposit('requester', OTHER_JOB, 10n, max)
     expect(await expectRevert(t.as('requester').jobEscrow.write.refund([OTHER_JOB]), 'RefundNotYetAllowed')).toEqual([max])
-    await t.mined(t.as('coordinator').jobEscrow.write.close([OTHER_JOB]))
+    await t.mined(t.as('coordinator').jobEscrow.write.close([OTHER_JOB, requester]))
     await t.mined(t.as('requester').jobEscrow.write.refund([OTHER_JOB]))
     expect(await t.balanceOf(t.accounts.requester.address)).toBe(10n)
   })
 
   it('still charges a closed job until it is refunded (a final epoch posted after close)', async () => {
-    await t.mined(t.as('coordinator').jobEscrow.write.close([JOB]))
+    await t.mined(t.as('coordinator').jobEscrow.write.close([JOB, requester]))
     await t.mined(postCharges([{ specHash: JOB, amount: 1_000n }]))
     await t.mined(t.as('requester').jobEscrow.write.refund([JOB]))
     expect(await t.balanceOf(t.accounts.requester.address)).toBe(0n)

@@ -89,6 +89,29 @@ describe('StakeManager', () => {
     await expectRevert(t.as('bob').stakeManager.write.stake([10n]), 'ERC20InsufficientAllowance')
   })
 
+  it('stakes for another account with the sender\'s tokens: the account owns the stake, the sender cannot take it back', async () => {
+    // A new burner wallet: no gas, no tokens. The local faucet (here bob) stakes the minimum for it.
+    const burner = '0x000000000000000000000000000000000000bEEF'
+    await t.mined(t.as('deployer').token.write.mint([t.accounts.bob.address, 30n]))
+    await t.mined(t.as('bob').token.write.approve([t.contracts.stakeManager, 30n]))
+    const receipt = await t.mined(t.as('bob').stakeManager.write.stakeFor([burner, 20n]))
+    expect(await t.read.stakeManager.read.stakeOf([burner])).toEqual([20n, 0n, 0n])
+    expect(await t.read.stakeManager.read.slashableOf([burner])).toBe(20n)
+    expect(await t.read.stakeManager.read.stakeOf([t.accounts.bob.address])).toEqual([0n, 0n, 0n])
+    expect(await t.balanceOf(t.accounts.bob.address)).toBe(10n)
+    const [log] = await t.read.stakeManager.getEvents.Staked({ account: burner }, { blockHash: receipt.blockHash })
+    expect(log?.args).toEqual({ account: burner, amount: 20n })
+    // Adds to what the account staked itself; pending stake counts as slashable too.
+    await stakeFor('alice', 5n)
+    await t.mined(t.as('bob').stakeManager.write.stakeFor([t.accounts.alice.address, 10n]))
+    await t.mined(t.as('alice').stakeManager.write.requestUnstake([6n]))
+    expect(await t.read.stakeManager.read.slashableOf([t.accounts.alice.address])).toBe(15n)
+    await expectRevert(t.as('bob').stakeManager.write.requestUnstake([1n]), 'InsufficientStake')
+    await expectRevert(t.as('bob').stakeManager.write.stakeFor(['0x0000000000000000000000000000000000000000', 1n]), 'ZeroAddress')
+    await expectRevert(t.as('bob').stakeManager.write.stakeFor([burner, 0n]), 'ZeroAmount')
+    await expectRevert(t.as('bob').stakeManager.write.stakeFor([burner, 1n]), 'ERC20InsufficientAllowance')
+  })
+
   describe('slash', () => {
     let slasher: Address
     beforeEach(async () => {

@@ -43,6 +43,7 @@ describe('deployTabTrain', () => {
     expect(await read.jobEscrow.read.settlementPeriod()).toBe(BigInt(TEST_PARAMETERS.settlementPeriodSeconds))
     expect(await read.rewardDistributor.read.token()).toBe(contracts.token)
     expect(await read.rewardDistributor.read.escrow()).toBe(contracts.jobEscrow)
+    expect(await read.rewardDistributor.read.treasury()).toBe(t.accounts.treasury.address)
     expect(await read.rewardDistributor.read.challengeWindow()).toBe(BigInt(TEST_PARAMETERS.challengeWindowSeconds))
     expect(await read.disputeResolver.read.stakes()).toBe(contracts.stakeManager)
     expect(await read.disputeResolver.read.distributor()).toBe(contracts.rewardDistributor)
@@ -70,22 +71,23 @@ describe('deployTabTrain', () => {
     expect(ROLES.REFEREE_ROLE).toBe(await read.disputeResolver.read.REFEREE_ROLE())
   })
 
-  it('keeps unauthorised addresses away from charge, postRoot, freeze, slash, close and postVerdict', async () => {
+  it('keeps unauthorised addresses away from charge, postRoot, sweepFrozen, freeze, slash, close and postVerdict', async () => {
     const job = keccak256(toHex('job'))
     const victim = t.accounts.alice.address
     // The deployer is the admin, which can grant roles but holds none of them itself.
     for (const name of ['outsider', 'deployer', 'alice'] as const) {
       const c = t.as(name)
-      await expectRevert(c.jobEscrow.write.charge([job, 1n]), 'AccessControlUnauthorizedAccount')
-      await expectRevert(c.jobEscrow.write.close([job]), 'AccessControlUnauthorizedAccount')
-      await expectRevert(c.rewardDistributor.write.postRoot([1n, job, 0n, []]), 'AccessControlUnauthorizedAccount')
+      await expectRevert(c.jobEscrow.write.charge([job, victim, 1n]), 'AccessControlUnauthorizedAccount')
+      await expectRevert(c.jobEscrow.write.close([job, victim]), 'AccessControlUnauthorizedAccount')
+      await expectRevert(c.rewardDistributor.write.postRoot([1n, job, job, 0n, []]), 'AccessControlUnauthorizedAccount')
+      await expectRevert(c.rewardDistributor.write.sweepFrozen([1n, victim, 1n, []]), 'AccessControlUnauthorizedAccount')
       await expectRevert(c.rewardDistributor.write.freeze([victim]), 'AccessControlUnauthorizedAccount')
       await expectRevert(c.stakeManager.write.slash([victim, 10_000, t.accounts[name].address, 10_000]), 'AccessControlUnauthorizedAccount')
     }
     // The coordinator posts and referees but cannot slash or freeze directly, bypassing the resolver's evidence checks.
     await expectRevert(t.as('coordinator').stakeManager.write.slash([victim, 10_000, t.accounts.coordinator.address, 10_000]), 'AccessControlUnauthorizedAccount')
     await expectRevert(t.as('coordinator').rewardDistributor.write.freeze([victim]), 'AccessControlUnauthorizedAccount')
-    await expectRevert(t.as('coordinator').jobEscrow.write.charge([job, 1n]), 'AccessControlUnauthorizedAccount')
+    await expectRevert(t.as('coordinator').jobEscrow.write.charge([job, victim, 1n]), 'AccessControlUnauthorizedAccount')
     // Only the admin grants roles.
     await expectRevert(t.as('coordinator').stakeManager.write.grantRole([ROLES.SLASHER_ROLE, t.accounts.coordinator.address]), 'AccessControlUnauthorizedAccount')
   })

@@ -53,7 +53,7 @@ export interface DeployOptions extends DeployParameters {
   admin: Address
   /** Posts roots, closes jobs and referees: POSTER_ROLE, COORDINATOR_ROLE and REFEREE_ROLE. */
   coordinator: Address
-  /** Receives slashed stake minus the reporter's share. */
+  /** Receives slashed stake minus the reporter's share, and frozen rewards swept from the distributor. */
   treasury: Address
 }
 
@@ -197,7 +197,7 @@ export async function deployTabTrain(options: DeployOptions): Promise<Deployment
     walletClient.deployContract({
       abi: rewardDistributorAbi,
       bytecode: rewardDistributorBytecode,
-      args: [contracts.token, contracts.jobEscrow, initialAdmin, BigInt(options.challengeWindowSeconds)],
+      args: [contracts.token, contracts.jobEscrow, initialAdmin, options.treasury, BigInt(options.challengeWindowSeconds)],
       nonce: n,
       ...fees,
     }),

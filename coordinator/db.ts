@@ -227,6 +227,8 @@ const MIGRATIONS: string[] = [
    ALTER TABLE rounds ADD COLUMN rebuilds integer NOT NULL DEFAULT 0;
    ALTER TABLE rounds ADD COLUMN rebuilt_at bigint;
    ALTER TABLE rounds ADD COLUMN clipped integer NOT NULL DEFAULT 0;
+   ALTER TABLE rounds ADD COLUMN dirty boolean NOT NULL DEFAULT false;
+   CREATE INDEX attempts_output ON attempts (output_hash) WHERE verdict = 'pending';
    CREATE TABLE reputation (
      address         text PRIMARY KEY,
      units_accepted  integer NOT NULL DEFAULT 0,
@@ -264,8 +266,26 @@ const MIGRATIONS: string[] = [
           u.examples, u.train_loss, u.accepted_at, 'unchecked'
      FROM units u JOIN jobs j ON j.id = u.job_id LEFT JOIN rounds r ON r.job_id = u.job_id AND r.round = u.round
     WHERE u.status = 'accepted' AND u.lease_id IS NOT NULL;
-   UPDATE rounds SET base_hash = input_hash;`,
+   UPDATE rounds SET base_hash = input_hash;
+   DROP TABLE leases;`,
+  // Settlement under attack. An epoch commits the claims it settled (claims_tree, claims_root: the root
+  // DisputeResolver proves verdicts against) and what each account was owed per job (account_totals), so
+  // that money a posted root charged stays counted for its account even after the account is banned or
+  // its units are dropped. Escrows are keyed by (job, requester): job_funding mirrors the named
+  // requester's escrow, with what it was charged and whether it was refunded (a refunded escrow is never
+  // charged again). reputation.frozen_at: the chain froze the address's rewards (seconds, chain time).
+  `ALTER TABLE epochs ADD COLUMN claims_root text;
+   ALTER TABLE epochs ADD COLUMN claims_tree jsonb;
+   ALTER TABLE epochs ADD COLUMN account_totals jsonb;
+   ALTER TABLE job_funding ADD COLUMN charged numeric(78, 0) NOT NULL DEFAULT 0;
+   ALTER TABLE job_funding ADD COLUMN refunded boolean NOT NULL DEFAULT false;
+   ALTER TABLE reputation ADD COLUMN frozen_at bigint;
+   CREATE INDEX attempts_epoch ON attempts (epoch) WHERE epoch IS NOT NULL;
+   CREATE INDEX attempts_uncommitted ON attempts (job_id) WHERE epoch IS NULL AND status = 'submitted';`,
 ]
+
+/** The schema version a migrated store is at: one per migration. */
+export const SCHEMA_VERSION = MIGRATIONS.length
 
 export async function migrate(db: Database): Promise<void> {
   await db.query(`CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)`)

@@ -20,6 +20,8 @@ export interface HttpOptions {
   /** Built site to serve at `/` (vite's output); omitted in API-only tests. */
   siteDir?: string
   logger?: boolean
+  /** Where internal errors are reported (their details never reach the client). */
+  log?: (message: string) => void
 }
 
 /** Fastify's default body limit is 1 MiB; blobs and updates of bigger models need more, checked per job. */
@@ -51,6 +53,7 @@ export async function buildHttpServer(options: HttpOptions): Promise<FastifyInst
       }
     } else {
       app.log.error(error)
+      options.log?.(`internal error: ${(error as Error).stack ?? String(error)}`)
       status = 500
       body = { error: 'InternalError', code: 'internal', message: 'internal error; the request was not recorded' }
     }

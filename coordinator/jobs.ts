@@ -1,4 +1,4 @@
-import { randomInt } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { getAddress, isAddress, type Address } from 'viem'
 import {
@@ -59,7 +59,8 @@ export interface JobServiceOptions {
   log?: (message: string) => void
 }
 
-const cryptoRandom = () => randomInt(0, 2 ** 48) / 2 ** 48
+/** 48 random bits as a fraction in [0, 1): plenty for sampling rates down to 1 in 20. */
+const cryptoRandom = () => randomBytes(6).readUIntBE(0, 6) / 2 ** 48
 
 /**
  * Jobs, leases, claims, checks and rounds: the coordinator's logic, independent of HTTP. The parts live in

@@ -108,6 +108,7 @@ export async function startCoordinator(
       blobs,
       identity,
       settlement,
+      log,
       siteDir: config.siteDir,
       info: { ...domain, coordinatorId: audience, version: '0.1.0', chain: chain?.chain ?? null, epochSeconds: chain ? config.epochSeconds : null },
     })

@@ -31,6 +31,8 @@ describe('coordinator with simulated contributors', () => {
     const contributors = keys.map((privateKey) =>
       createNodeContributor({ coordinatorUrl: coordinator.url, jobId, privateKey, onEvent: (e) => events.push(e) }),
     )
+    // The preset is a paid job: the local faucet stakes its minimum for each new address.
+    for (const key of keys) await coordinator.settlement!.drip(privateKeyToAccount(key).address)
     contributors.forEach((c) => c.start())
     const deadline = Date.now() + 120_000
     let progress = await client.progress(jobId)
@@ -60,7 +62,9 @@ describe('coordinator with simulated contributors', () => {
     const client = new CoordinatorClient(coordinator.url)
     const jobId = coordinator.exactPresetJobId as Hash
     const events: SchedulerEvent[] = []
-    const contributor = createNodeContributor({ coordinatorUrl: coordinator.url, jobId, privateKey: generatePrivateKey(), onEvent: (e) => events.push(e) })
+    const privateKey = generatePrivateKey()
+    await coordinator.settlement!.drip(privateKeyToAccount(privateKey).address)
+    const contributor = createNodeContributor({ coordinatorUrl: coordinator.url, jobId, privateKey, onEvent: (e) => events.push(e) })
     contributor.start()
     const deadline = Date.now() + 180_000
     let progress = await client.progress(jobId)

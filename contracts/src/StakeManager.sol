@@ -49,9 +49,22 @@ contract StakeManager is AccessControl, ReentrancyGuard {
     }
 
     function stake(uint256 amount) external nonReentrant {
+        _stake(msg.sender, amount);
+    }
+
+    /// @notice Stakes `amount` of the sender's tokens for `account`, which owns the stake from then on
+    /// (only it can unstake and withdraw). Without this, an address that holds no gas token and no test
+    /// token yet (a new burner wallet) has nothing a proven fault could slash: the local faucet stakes the
+    /// minimum for it so that its claims carry a real penalty from the first unit.
+    function stakeFor(address account, uint256 amount) external nonReentrant {
+        if (account == address(0)) revert ZeroAddress();
+        _stake(account, amount);
+    }
+
+    function _stake(address account, uint256 amount) private {
         if (amount == 0) revert ZeroAmount();
-        _stakes[msg.sender].active += amount;
-        emit Staked(msg.sender, amount);
+        _stakes[account].active += amount;
+        emit Staked(account, amount);
         token.safeTransferFrom(msg.sender, address(this), amount);
     }
 
@@ -85,6 +98,14 @@ contract StakeManager is AccessControl, ReentrancyGuard {
     function stakeOf(address account) external view returns (uint256 active, uint256 pending, uint64 unlockAt) {
         StakeInfo storage info = _stakes[account];
         return (info.active, info.pending, info.unlockAt);
+    }
+
+    /// @notice What a slash of this account reaches now: active and pending stake, since pending stake
+    /// stays slashable until withdrawn. This is the amount a lease gate should compare with a job's
+    /// minimum stake.
+    function slashableOf(address account) external view returns (uint256) {
+        StakeInfo storage info = _stakes[account];
+        return info.active + info.pending;
     }
 
     /// @notice Slashes `slashBps` of everything the account has here, pending included. The pending part is

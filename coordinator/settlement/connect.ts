@@ -4,7 +4,7 @@ import { privateKeyToAccount } from 'viem/accounts'
 import type { ChainInfo, Hash, PaymentTerms } from '../../src/protocol/index.ts'
 import type { ChainConfig } from '../config.ts'
 import { readChainInfo } from './chainInfo.ts'
-import { FAUCET_ETHER, FAUCET_TOKENS, startLocalChain } from './localChain.ts'
+import { FAUCET_ETHER, FAUCET_STAKE, FAUCET_TOKENS, startLocalChain } from './localChain.ts'
 import { chainFromRpc, TransactionQueue } from './transactions.ts'
 
 export interface ConnectedChain {
@@ -14,7 +14,7 @@ export interface ConnectedChain {
   /** Scopes everything the store derives from this chain (see the settlement migration). */
   deployment: string
   fromBlock: bigint
-  faucet?: { ether: bigint; tokens: bigint }
+  faucet?: { ether: bigint; tokens: bigint; stake: bigint }
   /** Local chain only: escrows a job's budget from the local requester account. */
   fundJob?: (jobId: Hash, payment: PaymentTerms) => Promise<Hex | null>
   stop(): Promise<void>
@@ -37,7 +37,7 @@ export async function connectChain(config: ChainConfig, dataDir: string, log: (m
       transactions: local.transactions,
       deployment: `${local.chain.chainId}:${local.chain.contracts.rewardDistributor}:${local.deployment.blockHash}`,
       fromBlock: BigInt(local.deployment.blockNumber),
-      faucet: { ether: FAUCET_ETHER, tokens: FAUCET_TOKENS },
+      faucet: { ether: FAUCET_ETHER, tokens: FAUCET_TOKENS, stake: FAUCET_STAKE },
       fundJob: local.fundJob,
       stop: local.stop,
     }

@@ -2,7 +2,7 @@ import { toHex } from 'viem'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestChain, type TestChain } from '../../contracts/testing.ts'
 import { CoordinatorClient, CoordinatorRequestError } from '../../src/client/coordinatorClient.ts'
-import type { Hash } from '../../src/protocol/index.ts'
+import { DEFAULT_VERIFICATION, signLeaseRequest, type Hash } from '../../src/protocol/index.ts'
 import { startTemporaryCoordinator, type TemporaryCoordinator } from '../testing/inProcess.ts'
 
 /**
@@ -13,6 +13,12 @@ describe('coordinator on an external chain', () => {
   let chain: TestChain
   let coordinator: TemporaryCoordinator
   let client: CoordinatorClient
+
+  /** A lease request signed by `name` for the preset, as a page sends it. */
+  const signedBy = async (name: 'alice' | 'bob', jobId: Hash) => {
+    const info = await client.info()
+    return signLeaseRequest(chain.accounts[name], { jobId, audience: info.coordinatorId, domain: info })
+  }
 
   beforeAll(async () => {
     chain = await startTestChain()
@@ -38,25 +44,41 @@ describe('coordinator on an external chain', () => {
   it('leaves the paid preset waiting for a real deposit, and has no faucet', async () => {
     const jobId = coordinator.presetJobId as Hash
     expect((await client.job(jobId)).payment).toMatchObject({ status: 'awaiting_deposit', deposited: '0', deposits: [] })
-    const response = await client.lease(jobId, chain.accounts.alice.address)
+    const response = await client.lease(jobId, await signedBy('alice', jobId))
     expect(response).toMatchObject({ status: 'wait', reason: expect.stringMatching(/escrow deposit/) })
     const error = await client.faucet(chain.accounts.alice.address).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(CoordinatorRequestError)
     expect((error as CoordinatorRequestError).code).toBe('faucet_unavailable')
   })
 
-  it('sees a deposit made by the requester on that chain and starts issuing units', async () => {
+  it("sees a deposit made by the spec's requester on that chain, ignores anyone else's, and starts issuing units to a staked address", async () => {
     const jobId = coordinator.presetJobId as Hash
-    const budget = BigInt((await client.job(jobId)).payment!.budget)
+    const payment = (await client.job(jobId)).payment!
+    const budget = BigInt(payment.budget)
+    // The preset names the local chain's requester, anvil's account #1: the external chain's "coordinator" account here.
+    const named = payment.requester!
+    expect(named).toBe(chain.accounts.coordinator.address)
+    // Someone else funds the same spec hash first: it is their escrow, not the job's.
     await chain.mined(chain.as('deployer').token.write.mint([chain.accounts.requester.address, budget]))
     await chain.mined(chain.as('requester').token.write.approve([chain.contracts.jobEscrow, budget]))
-    const deadline = (await chain.now()) + 86_400n
-    const deposit = await chain.mined(chain.as('requester').jobEscrow.write.deposit([jobId, budget, deadline]))
+    await chain.mined(chain.as('requester').jobEscrow.write.deposit([jobId, budget, (await chain.now()) + 86_400n]))
     await coordinator.settlement!.escrow.sync()
-    expect((await client.lease(jobId, chain.accounts.alice.address)).status).toBe('leased')
+    expect(await client.lease(jobId, await signedBy('alice', jobId))).toMatchObject({ status: 'wait', reason: expect.stringMatching(/escrow deposit/) })
+    expect((await client.job(jobId)).payment).toMatchObject({ status: 'awaiting_deposit', deposited: '0', deposits: [] })
+
+    await chain.mined(chain.as('deployer').token.write.mint([named, budget]))
+    await chain.mined(chain.as('coordinator').token.write.approve([chain.contracts.jobEscrow, budget]))
+    const deposit = await chain.mined(chain.as('coordinator').jobEscrow.write.deposit([jobId, budget, (await chain.now()) + 86_400n]))
+    await coordinator.settlement!.escrow.sync()
+    // A paid job leases only to an address with the minimum stake at risk.
+    const minStake = BigInt(DEFAULT_VERIFICATION.minStake)
+    await chain.mined(chain.as('deployer').token.write.mint([chain.accounts.deployer.address, minStake]))
+    await chain.mined(chain.as('deployer').token.write.approve([chain.contracts.stakeManager, minStake]))
+    await chain.mined(chain.as('deployer').stakeManager.write.stakeFor([chain.accounts.alice.address, minStake]))
+    expect((await client.lease(jobId, await signedBy('alice', jobId))).status).toBe('leased')
     expect((await client.job(jobId)).payment).toMatchObject({
       status: 'funded',
-      requester: chain.accounts.requester.address,
+      requester: named,
       deposits: [expect.objectContaining({ txHash: deposit.transactionHash, amount: String(budget) })],
     })
   })

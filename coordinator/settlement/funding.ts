@@ -3,10 +3,13 @@ import { jobEscrowAbi } from '../../contracts/generated/index.ts'
 import type { ChainInfo, Hash, JobPayment, JobSpec, PaymentTerms } from '../../src/protocol/index.ts'
 import type { Database } from '../db.ts'
 import type { JobPayments } from '../jobs.ts'
+import type { FundedJob } from './earnings.ts'
 
-interface FundingState {
-  requester: Address | null
+export interface FundingState {
+  /** The job spec's requester: the only address whose escrow funds the job. */
+  requester: Address
   deposited: bigint
+  charged: bigint
   closed: boolean
   refunded: boolean
 }
@@ -15,9 +18,15 @@ interface FundingState {
  * Mirrors each paid job's escrow from the chain into the store and memory, and decides from it whether
  * units may be issued. The chain is the truth: the store only remembers what was seen (deposit
  * transactions for the pages) and where the log scan stopped.
+ *
+ * JobEscrow keys escrows by (spec hash, depositor). A job's escrow is the one of the requester its spec
+ * names (`payment.requester`); deposits by anyone else under the same spec hash are their own escrows,
+ * which this coordinator never reads, charges or closes, so nobody can squat or block a job by
+ * depositing first.
  */
 export class EscrowWatcher implements JobPayments {
   private readonly funding = new Map<Hash, FundingState>()
+  private readonly requesters = new Map<Hash, Address>()
 
   constructor(
     private readonly options: {
@@ -63,32 +72,45 @@ export class EscrowWatcher implements JobPayments {
         [deployment, String(latest + 1n)],
       )
     }
-    const paid = await db.query<{ id: Hash }>(`SELECT id FROM jobs WHERE spec ? 'payment'`)
-    for (const { id } of paid) await this.refresh(id)
+    const paid = await db.query<{ id: Hash; spec: JobSpec }>(`SELECT id, spec FROM jobs WHERE spec ? 'payment'`)
+    for (const { id, spec } of paid) {
+      this.requesters.set(id, getAddress(spec.payment!.requester))
+      await this.refresh(id)
+    }
   }
 
-  /** Reads one job's escrow from the chain now. */
+  /** The requester the job's spec names; its escrow is the job's. */
+  async requesterOf(jobId: Hash): Promise<Address> {
+    let requester = this.requesters.get(jobId)
+    if (!requester) {
+      const [row] = await this.options.db.query<{ spec: JobSpec }>(`SELECT spec FROM jobs WHERE id = $1`, [jobId])
+      const named = row?.spec.payment?.requester
+      if (!named) throw new Error(`job ${jobId} has no payment terms, so no escrow`)
+      requester = getAddress(named)
+      this.requesters.set(jobId, requester)
+    }
+    return requester
+  }
+
+  /** Reads one job's escrow (the named requester's) from the chain now. */
   async refresh(jobId: Hash): Promise<FundingState> {
     const { db, publicClient, chain, deployment } = this.options
-    const [requester, , closed, refunded, deposited] = await publicClient.readContract({
+    const requester = await this.requesterOf(jobId)
+    const [, closed, refunded, deposited, charged] = await publicClient.readContract({
       address: chain.contracts.jobEscrow,
       abi: jobEscrowAbi,
       functionName: 'jobs',
-      args: [jobId],
+      args: [jobId, requester],
     })
-    const state: FundingState = {
-      requester: /^0x0{40}$/i.test(requester) ? null : getAddress(requester),
-      deposited,
-      closed,
-      refunded,
-    }
+    const state: FundingState = { requester, deposited, charged, closed, refunded }
     const previous = this.funding.get(jobId)
     this.funding.set(jobId, state)
-    if (!previous || previous.deposited !== deposited || previous.requester !== state.requester) {
+    if (!previous || previous.deposited !== deposited || previous.charged !== charged || previous.refunded !== refunded) {
       await db.query(
-        `INSERT INTO job_funding (deployment, job_id, requester, deposited, updated_at) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (deployment, job_id) DO UPDATE SET requester = EXCLUDED.requester, deposited = EXCLUDED.deposited, updated_at = EXCLUDED.updated_at`,
-        [deployment, jobId, state.requester, String(deposited), (this.options.now ?? Date.now)()],
+        `INSERT INTO job_funding (deployment, job_id, requester, deposited, charged, refunded, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (deployment, job_id) DO UPDATE SET requester = EXCLUDED.requester, deposited = EXCLUDED.deposited,
+           charged = EXCLUDED.charged, refunded = EXCLUDED.refunded, updated_at = EXCLUDED.updated_at`,
+        [deployment, jobId, requester, String(deposited), String(charged), refunded, (this.options.now ?? Date.now)()],
       )
     }
     return state
@@ -99,14 +121,16 @@ export class EscrowWatcher implements JobPayments {
     return this.funding.get(jobId) ?? this.refresh(jobId)
   }
 
-  /** Jobs whose escrow holds something, with what it holds: the ones epochs may charge. */
-  async fundedJobs(): Promise<Array<{ id: Hash; payment: PaymentTerms; deposited: bigint }>> {
-    const rows = await this.options.db.query<{ job_id: Hash; deposited: string; spec: JobSpec }>(
-      `SELECT f.job_id, f.deposited, j.spec FROM job_funding f JOIN jobs j ON j.id = f.job_id
+  /** Jobs whose escrow received something, with what it holds and whether it was refunded: the ones epochs may charge. */
+  async fundedJobs(): Promise<FundedJob[]> {
+    const rows = await this.options.db.query<{ job_id: Hash; deposited: string; charged: string; refunded: boolean; spec: JobSpec }>(
+      `SELECT f.job_id, f.deposited, f.charged, f.refunded, j.spec FROM job_funding f JOIN jobs j ON j.id = f.job_id
         WHERE f.deployment = $1 AND f.deposited > 0 ORDER BY f.job_id`,
       [this.options.deployment],
     )
-    return rows.filter((r) => r.spec.payment).map((r) => ({ id: r.job_id, payment: r.spec.payment!, deposited: BigInt(r.deposited) }))
+    return rows
+      .filter((r) => r.spec.payment)
+      .map((r) => ({ id: r.job_id, payment: r.spec.payment!, deposited: BigInt(r.deposited), charged: BigInt(r.charged), refunded: r.refunded }))
   }
 
   async leaseBlocker(job: { id: Hash; spec: JobSpec; round: number }): Promise<string | null> {
@@ -130,9 +154,11 @@ export class EscrowWatcher implements JobPayments {
     if (!payment) return null
     const state = await this.state(job.id)
     const [deposits, funding] = await Promise.all([
+      // Only the named requester's deposits fund the job; others under the same spec hash are not shown as its.
       this.options.db.query<{ tx_hash: Hex; amount: string; block_number: string }>(
-        `SELECT tx_hash, amount, block_number FROM escrow_deposits WHERE deployment = $1 AND job_id = $2 ORDER BY block_number, log_index`,
-        [this.options.deployment, job.id],
+        `SELECT tx_hash, amount, block_number FROM escrow_deposits
+          WHERE deployment = $1 AND job_id = $2 AND lower(requester) = lower($3) ORDER BY block_number, log_index`,
+        [this.options.deployment, job.id, state.requester],
       ),
       this.options.db.query<{ closed_tx: Hex | null }>(`SELECT closed_tx FROM job_funding WHERE deployment = $1 AND job_id = $2`, [
         this.options.deployment,

@@ -5,7 +5,7 @@ import { anvilAccount, startAnvil, type AnvilInstance } from '../../contracts/an
 import { deployTabTrain, DEFAULT_DEPLOY_PARAMETERS } from '../../contracts/deploy.ts'
 import { jobEscrowAbi, tabTokenAbi } from '../../contracts/generated/index.ts'
 import { readChainInfo } from './chainInfo.ts'
-import { contractAddressesSchema, type ChainInfo, type ContractAddresses, type Hash, type PaymentTerms } from '../../src/protocol/index.ts'
+import { contractAddressesSchema, DEFAULT_VERIFICATION, type ChainInfo, type ContractAddresses, type Hash, type PaymentTerms } from '../../src/protocol/index.ts'
 import { chainFromRpc, TransactionQueue, type CoordinatorWallet } from './transactions.ts'
 
 /**
@@ -52,7 +52,11 @@ export interface LocalChain {
   publicClient: PublicClient
   coordinator: CoordinatorWallet
   transactions: TransactionQueue
-  /** Mints the budget to the requester account and escrows it for `jobId`, unless already deposited. */
+  /**
+   * Mints the budget to the job's requester (`payment.requester`) and escrows it for `jobId` from that
+   * account, unless its escrow already holds it. Only for a requester among anvil's development accounts,
+   * whose key is known; any other requester funds its job itself.
+   */
   fundJob(jobId: Hash, payment: PaymentTerms): Promise<Hex | null>
   stop(): Promise<void>
 }
@@ -91,7 +95,6 @@ export async function startLocalChain(options: LocalChainOptions): Promise<Local
     }
     const contracts = deployment.contracts
     const info = await readChainInfo(publicClient, { chainId: anvil.chainId, rpcUrl: anvil.rpcUrl, contracts, faucet: true })
-    const requester = createWalletClient({ account: anvilAccount(LOCAL_REQUESTER_INDEX), chain, transport: http(anvil.rpcUrl) })
 
     return {
       anvil,
@@ -101,7 +104,18 @@ export async function startLocalChain(options: LocalChainOptions): Promise<Local
       coordinator,
       transactions,
       async fundJob(jobId, payment) {
-        const [, , , , deposited] = await publicClient.readContract({ address: contracts.jobEscrow, abi: jobEscrowAbi, functionName: 'jobs', args: [jobId] })
+        const account = developmentAccount(payment.requester)
+        if (!account) {
+          log(`local chain: job ${jobId.slice(0, 10)} names requester ${payment.requester}, not a development account; it must deposit itself`)
+          return null
+        }
+        const requester = createWalletClient({ account, chain, transport: http(anvil.rpcUrl) })
+        const [, , , deposited] = await publicClient.readContract({
+          address: contracts.jobEscrow,
+          abi: jobEscrowAbi,
+          functionName: 'jobs',
+          args: [jobId, account.address],
+        })
         const budget = BigInt(payment.budget)
         if (deposited >= budget) return null
         const amount = budget - deposited
@@ -126,6 +140,15 @@ export async function startLocalChain(options: LocalChainOptions): Promise<Local
   }
 }
 
+/** The anvil development account (of the first 20) with this address, whose key is public. */
+function developmentAccount(address: string) {
+  for (let index = 0; index < 20; index++) {
+    const account = anvilAccount(index)
+    if (account.address.toLowerCase() === address.toLowerCase()) return account
+  }
+  return null
+}
+
 /** A recorded deployment counts only if the chain still has its block and its code (anvil state may be gone). */
 async function loadDeployment(file: string, client: PublicClient): Promise<LocalDeploymentRecord | null> {
   let record: LocalDeploymentRecord
@@ -147,6 +170,8 @@ async function loadDeployment(file: string, client: PublicClient): Promise<Local
 
 /** Gas for a new burner wallet: enough for thousands of claims and stake moves on anvil's base fee. */
 export const FAUCET_ETHER = parseEther('1')
-/** Test tokens for a new wallet, enough to stake. */
+/** Test tokens for a new wallet, enough to stake more. */
 export const FAUCET_TOKENS = parseEther('100')
+/** Stake the faucet holds for a new wallet: the minimum a paid job asks by default, so it can lease at once. */
+export const FAUCET_STAKE = BigInt(DEFAULT_VERIFICATION.minStake)
 

@@ -3,7 +3,7 @@ import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { anvilAccount } from '../../contracts/anvil.ts'
 import { jobEscrowAbi, rewardDistributorAbi, tabTokenAbi } from '../../contracts/generated/index.ts'
-import { parseJobSpec, verifyRewardProof, type Hash, type JobSpec, type Lease } from '../../src/protocol/index.ts'
+import { DEFAULT_VERIFICATION, parseJobSpec, verifyRewardProof, type Hash, type JobSpec, type Lease } from '../../src/protocol/index.ts'
 import { leased, makeSubmission, testJobBase, type TestJobBase } from '../testing/fixtures.ts'
 import { startTemporaryCoordinator, type TemporaryCoordinator } from '../testing/inProcess.ts'
 import { Settlement } from './settlement.ts'
@@ -56,12 +56,24 @@ describe('settlement on the local chain', () => {
     settlement = coordinator.settlement!
     // Timers would race the test's explicit epochs; the test drives settlement by hand.
     await settlement.stop()
-    spec = parseJobSpec({ ...base.spec, name: 'paid settlement test job', payment: { pricePerUnit: String(PRICE), budget: String(BUDGET) } })
+    spec = parseJobSpec({ ...base.spec, name: 'paid settlement test job', payment: { pricePerUnit: String(PRICE), budget: String(BUDGET), requester: requester.address } })
     jobId = await coordinator.jobs.createJob(spec, base.blobs)
   })
 
   afterAll(async () => {
     await coordinator?.dispose()
+  })
+
+  it('gives new wallets gas, test tokens and the minimum stake once, topping up rather than adding', async () => {
+    const first = await settlement.drip(alice.address)
+    // Gas, tokens, then the stake: tokens minted to the faucet, its allowance (once), stakeFor.
+    expect(first.txHashes).toHaveLength(5)
+    expect(await tokenBalance(alice.address)).toBe(BigInt(first.tokens))
+    expect(first.staked).toBe(DEFAULT_VERIFICATION.minStake)
+    expect(await settlement.stakeOf(alice.address)).toBe(BigInt(DEFAULT_VERIFICATION.minStake))
+    const again = await settlement.drip(alice.address)
+    expect(again).toMatchObject({ txHashes: [], staked: '0' })
+    expect((await settlement.drip(bob.address)).txHashes).toHaveLength(4)
   })
 
   it('issues no unit of a paid job until its escrow deposit is seen on-chain, then shows the deposit', async () => {
@@ -83,15 +95,6 @@ describe('settlement on the local chain', () => {
     const payment = (await coordinator.jobs.getJob(jobId)).payment!
     expect(payment).toMatchObject({ status: 'funded', deposited: String(BUDGET), earned: '0', requester: requester.address })
     expect(payment.deposits).toEqual([expect.objectContaining({ txHash: deposit, amount: String(BUDGET) })])
-  })
-
-  it('gives new wallets gas and test tokens once, topping up rather than adding', async () => {
-    const first = await settlement.drip(alice.address)
-    expect(first.txHashes).toHaveLength(2)
-    expect(await tokenBalance(alice.address)).toBe(BigInt(first.tokens))
-    const again = await settlement.drip(alice.address)
-    expect(again.txHashes).toEqual([])
-    await settlement.drip(bob.address)
   })
 
   it('builds an epoch once and posts it once, even when the coordinator restarts between the two', async () => {

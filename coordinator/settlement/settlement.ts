@@ -1,11 +1,13 @@
 import { getAddress, isAddress, type Address, type PublicClient } from 'viem'
-import { jobEscrowAbi } from '../../contracts/generated/index.ts'
+import { jobEscrowAbi, stakeManagerAbi } from '../../contracts/generated/index.ts'
 import type { ChainInfo, EpochRecord, FaucetResult, Hash, JobSpec, RewardsView } from '../../src/protocol/index.ts'
 import type { Database } from '../db.ts'
 import { CoordinatorError } from '../errors.ts'
+import { DisputeSubmitter } from './disputes.ts'
 import { earnedBy } from './earnings.ts'
 import { EpochService } from './epochs.ts'
 import { Faucet } from './faucet.ts'
+import { FrozenSweeper } from './frozen.ts'
 import { EscrowWatcher } from './funding.ts'
 import type { TransactionQueue } from './transactions.ts'
 
@@ -18,8 +20,8 @@ export interface SettlementOptions {
   deployment: string
   fromBlock: bigint
   epochSeconds: number
-  /** Local chain only. */
-  faucet?: { ether: bigint; tokens: bigint }
+  /** Local chain only. `stake`: what the faucet stakes for a new address (the paid preset's minimum stake). */
+  faucet?: { ether: bigint; tokens: bigint; stake: bigint }
   now?: () => number
   log?: (message: string) => void
 }
@@ -27,15 +29,21 @@ export interface SettlementOptions {
 /** How often the escrow of every paid job is re-read: a deposit unblocks its job within this. */
 const ESCROW_POLL_MS = 1000
 
+/** How long a stake read from the chain is trusted: the lease gate asks on every lease, stakes change rarely. */
+const STAKE_CACHE_MS = 5000
+
 /**
  * The coordinator's side of the chain: watches escrows (which gate the issuing of units), closes reward
- * epochs on a timer, closes the escrow of finished jobs once their last charge is posted, serves proofs,
- * and runs the local faucet.
+ * epochs on a timer, closes the escrow of finished jobs once their last charge is posted, sends dispute
+ * evidence, sweeps frozen rewards to the treasury, serves proofs and stakes, and runs the local faucet.
  */
 export class Settlement {
   readonly escrow: EscrowWatcher
   readonly epochs: EpochService
+  readonly disputes: DisputeSubmitter
+  readonly frozen: FrozenSweeper
   private readonly faucet: Faucet | null
+  private readonly stakes = new Map<Address, { amount: bigint; at: number }>()
   private timers: ReturnType<typeof setInterval>[] = []
   private nextEpochAt: number | null = null
   private running: Promise<unknown> = Promise.resolve()
@@ -44,7 +52,9 @@ export class Settlement {
     const { db, publicClient, transactions, chain, deployment, now, log } = options
     // Each reads the other lazily: epochs pay from funded escrows, escrows report what epochs charged.
     this.escrow = new EscrowWatcher({ db, publicClient, chain, deployment, fromBlock: options.fromBlock, charged: (job) => this.epochs.charged(job), now })
-    this.epochs = new EpochService({ db, publicClient, transactions, chain, deployment, fundedJobs: () => this.escrow.fundedJobs(), now, log })
+    this.epochs = new EpochService({ db, publicClient, transactions, chain, deployment, escrow: this.escrow, now, log })
+    this.disputes = new DisputeSubmitter({ db, publicClient, transactions, chain, epochs: this.epochs, now, log })
+    this.frozen = new FrozenSweeper({ db, publicClient, transactions, chain, deployment, fromBlock: options.fromBlock, epochs: this.epochs, now, log })
     this.faucet = options.faucet ? new Faucet({ db, publicClient, transactions, chain, deployment, ...options.faucet, now }) : null
   }
 
@@ -82,11 +92,46 @@ export class Settlement {
     await this.running
   }
 
-  /** Builds and posts an epoch now (the timer calls this; tests and the bench call it directly). */
+  /**
+   * Builds and posts an epoch now (the timer calls this; tests and the bench call it directly), then
+   * closes finished escrows, sends the dispute evidence whose epoch is now posted, and sweeps frozen
+   * rewards whose last root became claimable. Escrows are read first, so a refund that already landed is
+   * never charged.
+   */
   async closeEpoch(): Promise<EpochRecord | null> {
-    const record = await this.epochs.tick()
-    await this.closeFinishedEscrows()
+    await this.escrow.sync()
+    let record: EpochRecord | null = null
+    let failure: unknown = null
+    try {
+      record = await this.epochs.tick()
+      await this.closeFinishedEscrows()
+    } catch (error) {
+      failure = error
+    }
+    // Double-sign evidence and sweeps of already posted roots do not depend on this epoch.
+    await this.disputes.tick()
+    await this.frozen.tick()
+    if (failure !== null) throw failure
     return record
+  }
+
+  /**
+   * What a slash of `address` reaches now (active and pending stake in StakeManager): the lease gate
+   * compares it with a job's minimum stake. Cached for a few seconds per address.
+   */
+  async stakeOf(address: Address): Promise<bigint> {
+    const account = getAddress(address)
+    const cached = this.stakes.get(account)
+    if (cached && Date.now() - cached.at < STAKE_CACHE_MS) return cached.amount
+    const amount = await this.options.publicClient.readContract({
+      address: this.options.chain.contracts.stakeManager,
+      abi: stakeManagerAbi,
+      functionName: 'slashableOf',
+      args: [account],
+    })
+    this.stakes.set(account, { amount, at: Date.now() })
+    if (this.stakes.size > 10_000) this.stakes.delete(this.stakes.keys().next().value!)
+    return amount
   }
 
   /** A finished job's escrow is closed once posted roots have charged all it owes, so the requester can take back the rest. */
@@ -103,9 +148,9 @@ export class Settlement {
       const owed = BigInt(job.round * job.spec.training.unitsPerRound) * BigInt(payment.pricePerUnit)
       const state = await this.escrow.state(job.id)
       const cap = owed < state.deposited ? owed : state.deposited
-      if ((await this.epochs.charged(job.id)) < cap || state.closed) continue
+      if ((await this.epochs.charged(job.id)) < cap || state.closed || state.refunded) continue
       const receipt = await transactions.send(`close escrow of ${job.id.slice(0, 10)}`, () =>
-        transactions.wallet.writeContract({ address: chain.contracts.jobEscrow, abi: jobEscrowAbi, functionName: 'close', args: [job.id] }),
+        transactions.wallet.writeContract({ address: chain.contracts.jobEscrow, abi: jobEscrowAbi, functionName: 'close', args: [job.id, state.requester] }),
       )
       await this.escrow.recordClose(job.id, receipt.transactionHash)
       this.options.log?.(`job ${job.id.slice(0, 10)} finished and fully charged: escrow closed (${receipt.transactionHash})`)

@@ -1,4 +1,18 @@
-import { defineChain, type Account, type Chain, type Hex, type PublicClient, type TransactionReceipt, type Transport, type WalletClient } from 'viem'
+import {
+  BaseError,
+  ContractFunctionRevertedError,
+  decodeErrorResult,
+  defineChain,
+  type Abi,
+  type Account,
+  type Chain,
+  type Hex,
+  type PublicClient,
+  type TransactionReceipt,
+  type Transport,
+  type WalletClient,
+} from 'viem'
+import { disputeResolverAbi, jobEscrowAbi, rewardDistributorAbi, stakeManagerAbi, tabTokenAbi } from '../../contracts/generated/index.ts'
 
 /** A transaction the coordinator sent was mined but reverted, or never got a receipt. */
 export class ChainTransactionError extends Error {
@@ -55,4 +69,26 @@ export class TransactionQueue {
     this.tail = result.catch(() => {})
     return result
   }
+}
+
+/** Every custom error of TabTrain's contracts: a revert bubbled up from a nested call (the escrow under postRoot) decodes too. */
+const ALL_ERRORS = [...tabTokenAbi, ...stakeManagerAbi, ...jobEscrowAbi, ...rewardDistributorAbi, ...disputeResolverAbi].filter(
+  (entry) => entry.type === 'error',
+) as Abi
+
+/** The custom error a call or its gas estimate reverted with, decoded against every TabTrain ABI; undefined for anything else. */
+export function revertOf(error: unknown): { errorName: string; args: readonly unknown[] } | undefined {
+  if (!(error instanceof BaseError)) return undefined
+  const reverted = error.walk((e) => e instanceof ContractFunctionRevertedError)
+  if (!(reverted instanceof ContractFunctionRevertedError)) return undefined
+  if (reverted.raw) {
+    try {
+      const decoded = decodeErrorResult({ abi: ALL_ERRORS, data: reverted.raw })
+      return { errorName: decoded.errorName, args: decoded.args ?? [] }
+    } catch {
+      // not one of ours: fall through to what viem decoded itself
+    }
+  }
+  if (reverted.data?.errorName) return { errorName: reverted.data.errorName, args: reverted.data.args ?? [] }
+  return undefined
 }

@@ -98,6 +98,8 @@ export interface FaucetResult {
   txHashes: Hex[]
   ether: Amount
   tokens: Amount
+  /** Staked for the address in StakeManager (topped up to the paid preset's minimum stake), so its claims can be slashed. */
+  staked: Amount
 }
 
 export interface JobDetail extends JobSummary {
