@@ -18,11 +18,14 @@ export const MIN_RETRY_MS = 250
 export const MAX_RETRY_MS = 1000
 
 /**
- * Leases that ran out unanswered beyond this many more than the address's accepted units cut it to one
- * live lease: a client that takes units and never answers holds at most one slot, while an honest tab
- * that lost a few leases to a closed laptop lid keeps its normal share.
+ * An address whose leases ran out unanswered more than this many times beyond its accepted units is on
+ * probation: one live lease, a quarter of the job's lease time, and never the unit it let lapse. A client
+ * that takes units and never answers then holds one slot for a short while at a time, while an honest tab
+ * that lost a few leases to a closed laptop lid keeps its normal share. Nothing else happens to it: a slow
+ * tab is not a cheat.
  */
 const ABANDON_SLACK = 2
+const PROBATION_TTL_SHARE = 4
 
 /**
  * Leases a unit of the job's current round to `contributor` (already authenticated by its signature):
@@ -52,8 +55,8 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
     }
   }
   const now = ctx.now()
-  const abandonedBeyondSlack = Number(reputation.leases_abandoned) > Number(reputation.units_accepted) + ABANDON_SLACK
-  const maxLive = abandonedBeyondSlack ? 1 : policy.maxLiveLeases
+  const probation = Number(reputation.leases_abandoned) > Number(reputation.units_accepted) + ABANDON_SLACK
+  const maxLive = probation ? 1 : policy.maxLiveLeases
   const [live] = await ctx.db.query<{ n: string }>(
     `SELECT count(*) AS n FROM attempts WHERE job_id = $1 AND contributor = $2 AND status = 'leased' AND expires_at > $3`,
     [job.id, contributor, now],
@@ -61,11 +64,11 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
   if (Number(live?.n ?? 0) >= maxLive) {
     throw new CoordinatorError(
       'too_many_leases',
-      `${contributor} already holds ${live!.n} live lease(s) in this job, the most it may hold${abandonedBeyondSlack ? ' after leaving leases unanswered' : ''}; answer or let them expire first`,
+      `${contributor} already holds ${live!.n} live lease(s) in this job, the most it may hold${probation ? ' after leaving leases unanswered' : ''}; answer or let them expire first`,
     )
   }
 
-  const ttlMs = job.spec.training.leaseTtlSeconds * 1000
+  const ttlMs = (job.spec.training.leaseTtlSeconds * 1000) / (probation ? PROBATION_TTL_SHARE : 1)
   const leaseId = randomUUID()
   const leased = await ctx.db.transaction(async (tx) => {
     // The attempt is written in the same transaction that locks its unit, so two concurrent requests can
@@ -106,7 +109,11 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
         [job.id, job.round, leaseId, contributor, now + ttlMs, ...params],
       )
     let rows = await take(`status = 'open'`, [])
-    if (rows.length === 0) rows = await take(`status = 'leased' AND lease_expires_at <= $6`, [now])
+    if (rows.length === 0) {
+      rows = probation
+        ? await take(`status = 'leased' AND lease_expires_at <= $6 AND leased_to <> $4`, [now])
+        : await take(`status = 'leased' AND lease_expires_at <= $6`, [now])
+    }
     const row = rows[0]
     if (!row) return null
     if (row.previous_lease) {

@@ -1,4 +1,5 @@
 import { privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
+import type { CoordinatorClient } from '../../src/client/coordinatorClient.ts'
 import { encodeIdx } from '../../src/data/idx.ts'
 import {
   decodeTensorList,
@@ -6,11 +7,13 @@ import {
   encodeTensorList,
   parseJobSpec,
   sha256Hex,
+  signLeaseRequest,
   signWorkClaim,
   type ClaimDomainParams,
   type Hash,
   type JobSpec,
   type Lease,
+  type LeaseRequestSigner,
   type LeaseResponse,
   type TensorList,
   type TrainingConfig,
@@ -91,6 +94,20 @@ export function testUpdate(shapes: readonly (readonly number[])[], seed = 1): Te
 export function leased(response: LeaseResponse): Lease {
   if (response.status !== 'leased') throw new Error(`expected a lease, got ${JSON.stringify(response)}`)
   return response.lease
+}
+
+/**
+ * Asks `client`'s coordinator for a unit of `jobId` as a page does: a lease request signed by `account` for
+ * this coordinator (its `coordinatorId` and domain from `/api/info`), issued at `now` (default: the clock).
+ */
+export async function signedLease(
+  client: CoordinatorClient,
+  account: LeaseRequestSigner,
+  jobId: Hash,
+  options: { now?: number } = {},
+): Promise<LeaseResponse> {
+  const info = await client.info()
+  return client.lease(jobId, await signLeaseRequest(account, { jobId, audience: info.coordinatorId, domain: info, now: options.now }))
 }
 
 export interface SubmissionOptions {

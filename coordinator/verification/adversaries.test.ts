@@ -53,11 +53,17 @@ afterAll(async () => {
   await coordinator?.dispose()
 })
 
-function attackedJobSpec(name: string): JobSpec {
+/**
+ * A squatter holds a unit until its lease runs out, so the squatted job's leases are short (honest units
+ * take about a second here); that bounds the test's time, not the protection, which is what is asserted.
+ */
+const SQUATTED_LEASE_SECONDS = 8
+
+function attackedJobSpec(name: string, leaseTtlSeconds: number): JobSpec {
   return parseJobSpec({
     ...preset.spec,
     name: `adversary suite: ${name} ${++jobCounter}`,
-    training: { ...preset.spec.training, unitsPerRound: UNITS_PER_ROUND, rounds: ROUNDS, leaseTtlSeconds: 30 },
+    training: { ...preset.spec.training, unitsPerRound: UNITS_PER_ROUND, rounds: ROUNDS, leaseTtlSeconds },
     payment: { pricePerUnit: '1000000000000000000', budget: '60000000000000000000', requester: LOCAL_PRESET_REQUESTER },
     verification: { ...DEFAULT_VERIFICATION, initialCheckRate: 1, canaryRate: 1 / 10 },
   })
@@ -114,7 +120,7 @@ interface Party {
  * all started together; returns who was who. Also runs `alongside` (squatters) until the job ends.
  */
 async function runAttackedJob(name: string, honest: number, liars: LiarKind[], alongside: Array<(jobId: Hash) => { stop: () => Promise<void> }> = []) {
-  const spec = attackedJobSpec(name)
+  const spec = attackedJobSpec(name, alongside.length ? SQUATTED_LEASE_SECONDS : 30)
   const jobId = (await coordinator.jobs.createJob(spec, preset.blobs.values())) as Hash
   await coordinator.chain!.fundJob!(jobId, spec.payment!)
   const kinds: Array<LiarKind | 'honest'> = [...Array.from({ length: honest }, () => 'honest' as const), ...liars]
@@ -173,6 +179,10 @@ async function recomputeFinal(spec: JobSpec, jobId: Hash): Promise<{ final: Hash
 async function assertOutcome(run: Awaited<ReturnType<typeof runAttackedJob>>, persistent: Array<LiarKind | 'honest' | 'sybil'>) {
   const { spec, jobId, parties, progress } = run
   await settleDisputes()
+  if (process.env.TABTRAIN_SUITE_DEBUG) {
+    const disputes = await coordinator.db.query(`SELECT kind, contributor, status, slashed, error FROM disputes WHERE job_id = $1`, [jobId])
+    console.log(JSON.stringify({ verification: (await new CoordinatorClient(coordinator.url).progress(jobId)).verification, parties: parties.map((p) => ({ kind: p.kind, stats: p.stats })), disputes }, null, 1))
+  }
   const client = new CoordinatorClient(coordinator.url)
   for (const party of parties) {
     const reputation = await client.reputation(party.address)

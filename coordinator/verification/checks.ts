@@ -10,7 +10,7 @@ import type { JobContext } from '../context.ts'
 import type { Queryable } from '../db.ts'
 import { closeRound, rebuildDirtyRounds } from '../rounds.ts'
 import { jobRow, type AttemptRow, type JobRow, type UnitRow } from '../rows.ts'
-import { rateFor, readReputation, recordFailure, recordReputation } from './reputation.ts'
+import { canVouch, rateFor, readReputation, recordFailure, recordReputation } from './reputation.ts'
 
 /**
  * A sampled peer check nobody else has taken within this long is computed by the coordinator itself, so
@@ -86,6 +86,13 @@ export async function settlePeerCheck(ctx: JobContext, check: AttemptRow): Promi
     return
   }
   const result = await agreement(ctx, job.spec, { hash: primary.output_hash!, deviceClass: primary.device_class! }, { hash: check.output_hash!, deviceClass: check.device_class! })
+  if (result.agree && !canVouch(await readReputation(ctx.db, check.contributor))) {
+    // Agreement from an address without a record proves little (it may be the primary's own sybil): the
+    // referee confirms, and judges both answers.
+    await ctx.db.query(`UPDATE units SET check_status = 'referee' WHERE job_id = $1 AND round = $2 AND unit = $3`, [job.id, unit.round, unit.unit])
+    void runReferee(ctx, job.id, unit.round, unit.unit)
+    return
+  }
   if (result.agree) {
     const now = ctx.now()
     await ctx.db.transaction(async (tx) => {

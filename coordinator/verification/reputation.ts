@@ -45,6 +45,17 @@ export async function readReputations(db: Queryable, addresses: string[]): Promi
   return new Map(wanted.map((a) => [a, found.get(a) ?? EMPTY(a)]))
 }
 
+/**
+ * Clean checks an address needs before its agreement alone can pass someone else's unit. Below this, an
+ * agreement is confirmed by the referee: twenty fresh addresses of one owner submitting the same lie (all
+ * zeros, say) would otherwise vouch for each other.
+ */
+export const VOUCHING_CHECKS = 3
+
+export function canVouch(row: ReputationRow): boolean {
+  return !isBanned(row) && Number(row.checks_passed) >= VOUCHING_CHECKS
+}
+
 export function isBanned(row: ReputationRow): boolean {
   return row.banned_at !== null
 }
