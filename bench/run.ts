@@ -2,7 +2,7 @@
  * `npm run bench`: writes bench/results/bench.md (tables) and bench/results/bench.json (same figures).
  *
  * 1. Coordinator throughput: lease + submit round trips per second with N simulated contributors over
- *    real HTTP on the embedded store (PGlite). Each submission is a real, signed, full-size update of the
+ *    real HTTP on the embedded store (PGlite), each lease request signed as a page signs it. Each submission is a real, signed, full-size update of the
  *    preset model; rounds are made too large to close, so this measures the claim path alone. Round
  *    closing (aggregate + held-out evaluation) is timed separately.
  * 2. One unit in a tab: the split of wall time between fetching, training, hashing, signing and
@@ -13,12 +13,13 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
-import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
+import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
 import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
 import {
   decodeTensorList,
   hashTensorList,
   jobSpecHash,
+  signLeaseRequest,
   signWorkClaim,
   type Hash,
   type JobSpec,
@@ -58,6 +59,9 @@ async function coordinatorThroughput(): Promise<{ rows: ThroughputRow[]; roundCl
     const update = hashTensorList({ shapes: initial.shapes, values: initial.values.map((v) => v.map((_, i) => ((i % 7) - 3) * 1e-4)) })
     const client = new CoordinatorClient(coordinator.url)
     const domain = coordinator.jobs.domain
+    const { coordinatorId } = await client.info()
+    // Each simulated contributor signs every lease request as a page does (part of the round trip's time).
+    const leaseRequest = (account: PrivateKeyAccount, forJob: Hash) => signLeaseRequest(account, { jobId: forJob, audience: coordinatorId, domain })
 
     const rows: ThroughputRow[] = []
     for (const n of CONTRIBUTOR_COUNTS) {
@@ -69,7 +73,7 @@ async function coordinatorThroughput(): Promise<{ rows: ThroughputRow[]; roundCl
         accounts.map(async (account) => {
           while (performance.now() < end) {
             const t0 = performance.now()
-            const response = await client.lease(jobId, account.address)
+            const response = await client.lease(jobId, await leaseRequest(account, jobId))
             if (response.status !== 'leased') throw new Error(`expected a lease, got ${response.status}`)
             const { unit } = response.lease
             const signed = await signWorkClaim(
@@ -93,7 +97,7 @@ async function coordinatorThroughput(): Promise<{ rows: ThroughputRow[]; roundCl
     const account = privateKeyToAccount(generatePrivateKey())
     for (let r = 0; r < 3; r++) {
       for (let u = 0; u < preset.spec.training.unitsPerRound; u++) {
-        const response = await client.lease(presetId, account.address)
+        const response = await client.lease(presetId, await leaseRequest(account, presetId))
         if (response.status !== 'leased') throw new Error('expected a lease on the preset job')
         const signed = await signWorkClaim(account, { ...response.lease.unit, outputHash: update.hash, contributor: account.address, deviceClass: 'bench' }, domain)
         const last = u === preset.spec.training.unitsPerRound - 1
@@ -179,7 +183,7 @@ async function main() {
     '',
     '## Coordinator: lease + submit round trips (embedded PGlite store)',
     '',
-    `Each round trip: lease a unit, sign an EIP-712 claim, POST a ${(throughput.updateBytes / 1024).toFixed(0)} KiB update (the preset model's full size); the coordinator recovers the signer, checks lease, round, input hash, output hash, shapes and finiteness, stores the blob and records the unit. ${SECONDS_PER_POINT} s per row; client and coordinator share this machine's cores.`,
+    `Each round trip: sign an EIP-712 lease request and lease a unit (the coordinator checks its signature, freshness and nonce), sign an EIP-712 claim, POST a ${(throughput.updateBytes / 1024).toFixed(0)} KiB update (the preset model's full size); the coordinator recovers the signer, checks lease, round, input hash, output hash, shapes and finiteness, stores the blob and records the unit. ${SECONDS_PER_POINT} s per row; client and coordinator share this machine's cores.`,
     '',
     table(
       ['contributors', 'round trips', 'round trips / s', 'p50 latency', 'p95 latency'],

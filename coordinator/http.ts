@@ -44,11 +44,12 @@ export async function buildHttpServer(options: HttpOptions): Promise<FastifyInst
       status = 404
       body = { error: error.name, code: 'blob_not_found', message: error.message }
     } else if (typeof (error as { statusCode?: number }).statusCode === 'number' && (error as { statusCode: number }).statusCode < 500) {
-      const e = error as { statusCode: number; code?: string; message: string }
+      const e = error as { statusCode: number; message: string }
       status = e.statusCode
       body = {
         error: 'RequestError',
-        code: status === 413 ? 'payload_too_large' : (e.code ?? 'malformed_request').toLowerCase(),
+        // Fastify's own refusals (bad JSON, wrong content type) get the protocol's codes, not fastify's names.
+        code: status === 413 ? 'payload_too_large' : 'malformed_request',
         message: e.message,
       }
     } else {

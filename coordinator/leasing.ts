@@ -57,20 +57,22 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
   const now = ctx.now()
   const probation = Number(reputation.leases_abandoned) > Number(reputation.units_accepted) + ABANDON_SLACK
   const maxLive = probation ? 1 : policy.maxLiveLeases
-  const [live] = await ctx.db.query<{ n: string }>(
-    `SELECT count(*) AS n FROM attempts WHERE job_id = $1 AND contributor = $2 AND status = 'leased' AND expires_at > $3`,
-    [job.id, contributor, now],
-  )
-  if (Number(live?.n ?? 0) >= maxLive) {
-    throw new CoordinatorError(
-      'too_many_leases',
-      `${contributor} already holds ${live!.n} live lease(s) in this job, the most it may hold${probation ? ' after leaving leases unanswered' : ''}; answer or let them expire first`,
-    )
-  }
-
   const ttlMs = (job.spec.training.leaseTtlSeconds * 1000) / (probation ? PROBATION_TTL_SHARE : 1)
   const leaseId = randomUUID()
   const leased = await ctx.db.transaction(async (tx) => {
+    // Counted under a lock per (job, address), inside the transaction that takes the unit: concurrent
+    // requests of one address are serialised, so the cap holds however many arrive at once.
+    await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))`, [job.id, contributor])
+    const [live] = await tx.query<{ n: string }>(
+      `SELECT count(*) AS n FROM attempts WHERE job_id = $1 AND contributor = $2 AND status = 'leased' AND expires_at > $3`,
+      [job.id, contributor, now],
+    )
+    if (Number(live?.n ?? 0) >= maxLive) {
+      throw new CoordinatorError(
+        'too_many_leases',
+        `${contributor} already holds ${live!.n} live lease(s) in this job, the most it may hold${probation ? ' after leaving leases unanswered' : ''}; answer or let them expire first`,
+      )
+    }
     // The attempt is written in the same transaction that locks its unit, so two concurrent requests can
     // never both take one check (the second one's NOT EXISTS sees the first's live attempt).
     const record = async (unit: number, kind: 'primary' | 'check') => {
