@@ -52,7 +52,7 @@ export const DEFAULT_VERIFICATION: VerificationPolicy = {
   halvingChecks: 3,
   canaryRate: 1 / 50,
   crossClassTolerance: 0.04,
-  minStake: '10000000000000000000',
+  minStake: '40000000000000000000',
   maxLiveLeases: 2,
 }
 
