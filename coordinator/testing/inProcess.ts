@@ -14,13 +14,14 @@ export interface TemporaryCoordinator extends RunningCoordinator {
  * own local chain on a free port unless `chain` says otherwise.
  */
 export async function startTemporaryCoordinator(
-  options: { chain?: ChainConfig; epochSeconds?: number; log?: (message: string) => void } = {},
+  options: { chain?: ChainConfig; epochSeconds?: number; databaseUrl?: string; log?: (message: string) => void } = {},
 ): Promise<TemporaryCoordinator> {
   const dir = await mkdtemp(join(tmpdir(), 'tabtrain-'))
   const coordinator = await startCoordinator({
     host: '127.0.0.1',
     port: 0,
     dataDir: dir,
+    databaseUrl: options.databaseUrl,
     siteDir: join(dir, 'no-site'),
     chain: options.chain ?? { mode: 'local', port: 0 },
     epochSeconds: options.epochSeconds ?? DEFAULT_EPOCH_SECONDS,

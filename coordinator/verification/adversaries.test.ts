@@ -24,6 +24,7 @@ import { AVERAGED_PRIMARIES } from '../rounds.ts'
 import type { AttemptRow } from '../rows.ts'
 import { createAdversary, PERSISTENT_LIARS, type LiarKind, type LiarStats } from '../testing/adversaries.ts'
 import { startTemporaryCoordinator, type TemporaryCoordinator } from '../testing/inProcess.ts'
+import { postgresUnavailableReason, startPostgresServer, type PostgresServer } from '../testing/postgresServer.ts'
 
 /**
  * Jobs attacked by contributors that run the real worker code and then lie (coordinator/testing/adversaries.ts),
@@ -45,12 +46,7 @@ let preset: PresetBlobs
 let jobCounter = 0
 
 beforeAll(async () => {
-  coordinator = await startTemporaryCoordinator({ epochSeconds: 2 })
   preset = await buildMnistPreset({ paid: true })
-})
-
-afterAll(async () => {
-  await coordinator?.dispose()
 })
 
 /**
@@ -204,7 +200,15 @@ async function assertOutcome(run: Awaited<ReturnType<typeof runAttackedJob>>, pe
   expect(Math.abs(final.heldOutAccuracy - clean.accuracy), `accuracy ${final.heldOutAccuracy} vs clean ${clean.accuracy}`).toBeLessThanOrEqual(0.01)
 }
 
-describe('a job under attack by contributors that lie, on anvil', () => {
+describe('a job under attack by contributors that lie, on anvil and PGlite', () => {
+  beforeAll(async () => {
+    coordinator = await startTemporaryCoordinator({ epochSeconds: 2 })
+  })
+
+  afterAll(async () => {
+    await coordinator?.dispose()
+  })
+
   it('catches and slashes liars who scale, randomise or skip their updates; honest work is untouched', { timeout: 420_000 }, async () => {
     const run = await runAttackedJob('scaled, random, zero', 7, ['scaled', 'random', 'zero'])
     await assertOutcome(run, PERSISTENT_LIARS)
@@ -278,5 +282,24 @@ describe('a job under attack by contributors that lie, on anvil', () => {
       [run.jobId, run.parties.filter((p) => p.kind === 'honest').map((p) => p.address)],
     )
     expect(Number(paid[0]!.n)).toBeLessThan(Number(honestUnits[0]!.n))
+  })
+})
+
+describe.skipIf(postgresUnavailableReason() !== null)('the same attack with the store on PostgreSQL', () => {
+  let server: PostgresServer
+
+  beforeAll(async () => {
+    server = await startPostgresServer()
+    coordinator = await startTemporaryCoordinator({ epochSeconds: 2, databaseUrl: await server.createDatabase('adversaries') })
+  })
+
+  afterAll(async () => {
+    await coordinator?.dispose()
+    await server?.stop()
+  })
+
+  it('catches and slashes liars who scale, randomise or skip their updates; honest work is untouched', { timeout: 420_000 }, async () => {
+    const run = await runAttackedJob('scaled, random, zero on PostgreSQL', 7, ['scaled', 'random', 'zero'])
+    await assertOutcome(run, PERSISTENT_LIARS)
   })
 })
