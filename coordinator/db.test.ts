@@ -95,6 +95,27 @@ for (const engine of TEST_ENGINES) {
       ])
     })
 
+    it('upgrades a store of the build before verification: accepted units become unchecked answers of their signers', async () => {
+      const old = await running.open()
+      try {
+        await migrate(old, 2)
+        await insertJob(old, 'job-old')
+        await old.query(
+          `INSERT INTO units (job_id, round, unit, status, lease_id, leased_to, lease_expires_at, output_hash, signature, device_class, examples, train_loss, accepted_at)
+           VALUES ('job-old', 0, 0, 'accepted', 'lease-a', '0x70997970C51812dc3A010C7d01b50e0d17dc79C8', 5, '0xaa', '0xsig', 'cpu|x', 320, 1.5, 4),
+                  ('job-old', 0, 1, 'open', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`,
+        )
+        await migrate(old)
+        const attempts = await old.query<Record<string, unknown>>(`SELECT lease_id, contributor, kind, status, verdict, output_hash, examples FROM attempts`)
+        expect(attempts).toEqual([
+          { lease_id: 'lease-a', contributor: '0x70997970C51812dc3A010C7d01b50e0d17dc79C8', kind: 'primary', status: 'submitted', verdict: 'unchecked', output_hash: '0xaa', examples: 320 },
+        ])
+        expect(await tablesOf(old)).toEqual(TABLES)
+      } finally {
+        await old.close()
+      }
+    })
+
     it(`reports its engine as ${engine.name}`, () => {
       expect(db.engine).toBe(engine.name)
     })

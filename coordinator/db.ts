@@ -287,12 +287,13 @@ const MIGRATIONS: string[] = [
 /** The schema version a migrated store is at: one per migration. */
 export const SCHEMA_VERSION = MIGRATIONS.length
 
-export async function migrate(db: Database): Promise<void> {
+/** Applies every migration not yet recorded, in order, up to `upTo` (all of them by default). */
+export async function migrate(db: Database, upTo = SCHEMA_VERSION): Promise<void> {
   await db.query(`CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)`)
   const rows = await db.query<{ version: number }>(`SELECT version FROM schema_migrations`)
   const applied = new Set(rows.map((r) => Number(r.version)))
   for (const [i, sql] of MIGRATIONS.entries()) {
-    if (applied.has(i + 1)) continue
+    if (applied.has(i + 1) || i + 1 > upTo) continue
     await db.transaction(async (tx) => {
       for (const statement of sql.split(/;\s*$/m).filter((s) => s.trim())) await tx.query(statement)
       await tx.query(`INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`, [i + 1, Date.now()])

@@ -122,9 +122,11 @@ export async function unitRecord(ctx: JobContext, jobId: string, roundInput: unk
   }
   const checking = unit.status === 'accepted' && (unit.check_status === 'wanted' || unit.check_status === 'referee')
   const accepted = unit.status === 'accepted' && !checking
+  const [primary] = accepted && unit.lease_id ? await ctx.db.query<{ verdict: string }>(`SELECT verdict FROM attempts WHERE lease_id = $1`, [unit.lease_id]) : []
+  const rejected = primary?.verdict === 'rejected' || primary?.verdict === 'dropped'
   return {
     unit: { jobId: job.id, round, unit: index, inputHash },
-    status: checking ? 'checking' : unit.status,
+    status: checking ? 'checking' : rejected ? 'rejected' : unit.status,
     outputHash: accepted ? unit.output_hash : null,
     contributor: accepted && unit.leased_to ? getAddress(unit.leased_to) : null,
     deviceClass: accepted ? unit.device_class : null,

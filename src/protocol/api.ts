@@ -190,8 +190,12 @@ export interface JobProgress {
 /** One unit as the coordinator knows it: what a verifier re-runs and compares against. */
 export interface UnitRecord {
   unit: WorkUnit
-  /** `checking`: an answer is in and is being re-executed; its hash is not served until the check settles. */
-  status: 'open' | 'leased' | 'checking' | 'accepted'
+  /**
+   * `checking`: an answer is in and is being re-executed; its hash is not served until the check settles.
+   * `rejected`: the answer in a closed round was found wrong (or dropped with its contributor's other
+   * unverified work) and the round rebuilt without it; its hash is served as evidence.
+   */
+  status: 'open' | 'leased' | 'checking' | 'accepted' | 'rejected'
   /** The accepted update's hash and who claimed it, once accepted and its check (if any) settled. */
   outputHash: Hash | null
   contributor: Address | null
