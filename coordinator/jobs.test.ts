@@ -13,7 +13,6 @@ import {
   hashTensorList,
   jobSpecHash,
   parseJobSpec,
-  sha256Hex,
   signWorkClaim,
   type Hash,
   type Lease,

@@ -1,18 +1,13 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { getAddress, isAddress, type Address } from 'viem'
+import { getAddress, isAddress } from 'viem'
 import {
-  decodeSubmission,
   decodeTensorList,
-  examplesPerUnit,
   jobSpecHash,
   MAX_CLAIM_JSON_BYTES,
   parseJobSpec,
-  recoverClaimSigner,
   sameShapes,
-  SubmissionFormatError,
   verificationPolicy,
-  workClaimDigest,
   type ClaimDomainParams,
   type Hash,
   type JobDetail,
@@ -35,10 +30,10 @@ import { KeyedMutex } from './mutex.ts'
 import { isUnderCheck, jobProgress, jobSummary, unitRecord } from './queries.ts'
 import { closeRound, rebuildDirtyRounds } from './rounds.ts'
 import { attemptRow, jobRow, type JobRow } from './rows.ts'
-import { checkSubmission } from './submissionChecks.ts'
-import { decideCheck, detectDoubleSigning, runReferee, settlePeerCheck, verificationTick } from './verification/checks.ts'
+import { submitAnswer } from './submissions.ts'
+import { verificationTick } from './verification/checks.ts'
 import type { Referee } from './verification/referee.ts'
-import { readReputation, recordReputation, reputationView } from './verification/reputation.ts'
+import { readReputation, reputationView } from './verification/reputation.ts'
 
 export type { JobPayments, StakeOracle } from './context.ts'
 
@@ -156,106 +151,8 @@ export class JobService {
    * Checks a signed claim and its update; records it only if every check passes. A primary is then
    * sampled for a check; a check's answer is compared at once.
    */
-  async submit(leaseId: string, body: Uint8Array): Promise<SubmitResult> {
-    const { db } = this.ctx
-    let decoded: ReturnType<typeof decodeSubmission>
-    try {
-      decoded = decodeSubmission(body)
-    } catch (error) {
-      if (error instanceof SubmissionFormatError) throw new CoordinatorError('malformed_submission', error.message)
-      throw error
-    }
-    const { signed, update } = decoded
-    const signer = await recoverClaimSigner(signed, this.domain)
-    const attempt = signer === signed.claim.contributor ? await attemptRow(db, leaseId) : null
-    const job = attempt ? await jobRow(db, attempt.job_id) : null
-    const runtime = job ? await this.ctx.runtimes.get(job.id, job.spec) : null
-    let checked: ReturnType<typeof checkSubmission>
-    try {
-      checked = checkSubmission({
-        leaseId,
-        signed,
-        update,
-        signer,
-        attempt,
-        job: job ?? { id: signed.claim.jobId, round: signed.claim.round, checkpoint: signed.claim.inputHash },
-        shapes: runtime?.shapes ?? [],
-        now: this.ctx.now(),
-      })
-    } catch (error) {
-      // Only once the unit went to someone else (or the round moved on): a lease merely past its time may
-      // still be answered in time by a retry that the clock of a test, or a slow proxy, lets through.
-      if (error instanceof CoordinatorError && (error.code === 'lease_expired' || error.code === 'stale_round') && attempt && job && attempt.status !== 'leased') {
-        await this.keepLateClaim(attempt.lease_id, signed, job.spec.kernelBundle)
-      }
-      throw error
-    }
-    const { outputHash } = checked
-    const claim = signed.claim
-    const spec = job!.spec
-    await this.ctx.blobs.put(update, outputHash)
-    const now = this.ctx.now()
-    const isPrimary = checked.attempt.kind === 'primary'
-    const decision = isPrimary ? await decideCheck(this.ctx, spec, claim.contributor) : 'peer'
-    const examples = examplesPerUnit(spec.training)
-    const trainLoss = Number.isFinite(signed.trainLoss ?? NaN) ? signed.trainLoss! : null
-    const accepted = await db.transaction(async (tx) => {
-      const rows = await tx.query(
-        `UPDATE attempts SET status = 'submitted', output_hash = $2, device_class = $3, claim = $4, signature = $5, claim_digest = $6,
-                examples = $7, train_loss = $8, submitted_at = $9, verdict = $10
-          WHERE lease_id = $1 AND status = 'leased' AND expires_at > $9
-          RETURNING lease_id`,
-        [leaseId, outputHash, claim.deviceClass, JSON.stringify(claim), signed.signature, workClaimDigest(claim, this.domain), examples, trainLoss, now,
-          decision === 'unchecked' ? 'unchecked' : 'pending'],
-      )
-      if (rows.length === 0) return null
-      if (isPrimary) {
-        const units = await tx.query(
-          `UPDATE units SET status = 'accepted', output_hash = $2, signature = $3, device_class = $4, examples = $5, train_loss = $6, accepted_at = $7,
-                  check_kind = $8, check_status = $9, check_wanted_at = $10
-            WHERE lease_id = $1 AND status = 'leased'
-            RETURNING unit`,
-          [leaseId, outputHash, signed.signature, claim.deviceClass, examples, trainLoss, now,
-            decision === 'unchecked' ? null : decision, decision === 'unchecked' ? null : decision === 'peer' ? 'wanted' : 'referee', decision === 'peer' ? now : null],
-        )
-        if (units.length === 0) throw new CoordinatorError('lease_expired', `lease ${leaseId} no longer holds its unit; the unit went back to the queue`)
-        // A counter on the job row rather than a count over the round: the row lock it takes serialises
-        // accepts per job, so two concurrent last submissions cannot both miss the round's completion.
-        const [counter] = await tx.query(`UPDATE jobs SET accepted_in_round = accepted_in_round + 1 WHERE id = $1 AND round = $2 RETURNING id`, [
-          job!.id,
-          job!.round,
-        ])
-        if (!counter) throw new CoordinatorError('stale_round', `round ${job!.round} closed while this claim was being recorded`)
-      }
-      await recordReputation(tx, claim.contributor, 'accepted', now)
-      return true
-    })
-    if (accepted === null) throw new CoordinatorError('already_submitted', `lease ${leaseId} was settled by a concurrent request`)
-
-    const after = (await attemptRow(db, leaseId))!
-    if (await detectDoubleSigning(this.ctx, after)) {
-      return { accepted: true, round: claim.round, unit: claim.unit, roundClosed: false }
-    }
-    if (!isPrimary) await settlePeerCheck(this.ctx, after)
-    else if (decision === 'referee') void runReferee(this.ctx, job!.id, claim.round, claim.unit)
-    const roundClosed = await closeRound(this.ctx, job!.id, claim.round)
-    return { accepted: true, round: claim.round, unit: claim.unit, roundClosed }
-  }
-
-  /**
-   * A validly signed answer that came too late is still the signer's word on that unit: kept (never paid,
-   * never averaged) so that two different answers of one address for one unit are seen as double signing.
-   */
-  private async keepLateClaim(leaseId: string, signed: ReturnType<typeof decodeSubmission>['signed'], _kernelBundle: string): Promise<void> {
-    const { claim } = signed
-    const rows = await this.ctx.db.query(
-      `UPDATE attempts SET status = 'late', output_hash = $2, device_class = $3, claim = $4, signature = $5, claim_digest = $6, submitted_at = $7
-        WHERE lease_id = $1 AND status = 'expired' AND contributor = $8 AND round = $9 AND unit = $10 AND input_hash = $11
-        RETURNING lease_id`,
-      [leaseId, claim.outputHash, claim.deviceClass, JSON.stringify(claim), signed.signature, workClaimDigest(claim, this.domain), this.ctx.now(),
-        claim.contributor, claim.round, claim.unit, claim.inputHash],
-    )
-    if (rows.length) await detectDoubleSigning(this.ctx, (await attemptRow(this.ctx.db, leaseId))!)
+  submit(leaseId: string, body: Uint8Array): Promise<SubmitResult> {
+    return submitAnswer(this.ctx, leaseId, body)
   }
 
   /** Aggregates a round if it is complete (every unit answered, every check settled). */

@@ -1,0 +1,122 @@
+import {
+  decodeSubmission,
+  examplesPerUnit,
+  recoverClaimSigner,
+  SubmissionFormatError,
+  workClaimDigest,
+  type SubmitResult,
+} from '../src/protocol/index.ts'
+import type { JobContext } from './context.ts'
+import { CoordinatorError } from './errors.ts'
+import { closeRound } from './rounds.ts'
+import { attemptRow, jobRow } from './rows.ts'
+import { checkSubmission } from './submissionChecks.ts'
+import { decideCheck, detectDoubleSigning, runReferee, settlePeerCheck } from './verification/checks.ts'
+import { recordReputation } from './verification/reputation.ts'
+
+/**
+ * Records a contributor's answer for its lease: every check of `checkSubmission` first (nothing is written
+ * for a refused answer), then the answer, its sampling for a check (a primary) or its comparison (a check),
+ * double-signing detection, and the round's close if it is now complete.
+ */
+export async function submitAnswer(ctx: JobContext, leaseId: string, body: Uint8Array): Promise<SubmitResult> {
+  const { db } = ctx
+  let decoded: ReturnType<typeof decodeSubmission>
+  try {
+    decoded = decodeSubmission(body)
+  } catch (error) {
+    if (error instanceof SubmissionFormatError) throw new CoordinatorError('malformed_submission', error.message)
+    throw error
+  }
+  const { signed, update } = decoded
+  const signer = await recoverClaimSigner(signed, ctx.domain)
+  const attempt = signer === signed.claim.contributor ? await attemptRow(db, leaseId) : null
+  const job = attempt ? await jobRow(db, attempt.job_id) : null
+  const runtime = job ? await ctx.runtimes.get(job.id, job.spec) : null
+  let checked: ReturnType<typeof checkSubmission>
+  try {
+    checked = checkSubmission({
+      leaseId,
+      signed,
+      update,
+      signer,
+      attempt,
+      job: job ?? { id: signed.claim.jobId, round: signed.claim.round, checkpoint: signed.claim.inputHash },
+      shapes: runtime?.shapes ?? [],
+      now: ctx.now(),
+    })
+  } catch (error) {
+    // Only once the unit went to someone else (or the round moved on): a lease merely past its time may
+    // still be answered in time by a retry that the clock of a test, or a slow proxy, lets through.
+    if (error instanceof CoordinatorError && (error.code === 'lease_expired' || error.code === 'stale_round') && attempt && job && attempt.status !== 'leased') {
+      await keepLateClaim(ctx, attempt.lease_id, signed)
+    }
+    throw error
+  }
+  const { outputHash } = checked
+  const claim = signed.claim
+  const spec = job!.spec
+  await ctx.blobs.put(update, outputHash)
+  const now = ctx.now()
+  const isPrimary = checked.attempt.kind === 'primary'
+  const decision = isPrimary ? await decideCheck(ctx, spec, claim.contributor) : 'peer'
+  const examples = examplesPerUnit(spec.training)
+  const trainLoss = Number.isFinite(signed.trainLoss ?? NaN) ? signed.trainLoss! : null
+  const accepted = await db.transaction(async (tx) => {
+    const rows = await tx.query(
+      `UPDATE attempts SET status = 'submitted', output_hash = $2, device_class = $3, claim = $4, signature = $5, claim_digest = $6,
+              examples = $7, train_loss = $8, submitted_at = $9, verdict = $10
+        WHERE lease_id = $1 AND status = 'leased' AND expires_at > $9
+        RETURNING lease_id`,
+      [leaseId, outputHash, claim.deviceClass, JSON.stringify(claim), signed.signature, workClaimDigest(claim, ctx.domain), examples, trainLoss, now,
+        decision === 'unchecked' ? 'unchecked' : 'pending'],
+    )
+    if (rows.length === 0) return null
+    if (isPrimary) {
+      const units = await tx.query(
+        `UPDATE units SET status = 'accepted', output_hash = $2, signature = $3, device_class = $4, examples = $5, train_loss = $6, accepted_at = $7,
+                check_kind = $8, check_status = $9, check_wanted_at = $10
+          WHERE lease_id = $1 AND status = 'leased'
+          RETURNING unit`,
+        [leaseId, outputHash, signed.signature, claim.deviceClass, examples, trainLoss, now,
+          decision === 'unchecked' ? null : decision, decision === 'unchecked' ? null : decision === 'peer' ? 'wanted' : 'referee', decision === 'peer' ? now : null],
+      )
+      if (units.length === 0) throw new CoordinatorError('lease_expired', `lease ${leaseId} no longer holds its unit; the unit went back to the queue`)
+      // A counter on the job row rather than a count over the round: the row lock it takes serialises
+      // accepts per job, so two concurrent last submissions cannot both miss the round's completion.
+      const [counter] = await tx.query(`UPDATE jobs SET accepted_in_round = accepted_in_round + 1 WHERE id = $1 AND round = $2 RETURNING id`, [
+        job!.id,
+        job!.round,
+      ])
+      if (!counter) throw new CoordinatorError('stale_round', `round ${job!.round} closed while this claim was being recorded`)
+    }
+    await recordReputation(tx, claim.contributor, 'accepted', now)
+    return true
+  })
+  if (accepted === null) throw new CoordinatorError('already_submitted', `lease ${leaseId} was settled by a concurrent request`)
+
+  const after = (await attemptRow(db, leaseId))!
+  if (await detectDoubleSigning(ctx, after)) {
+    return { accepted: true, round: claim.round, unit: claim.unit, roundClosed: false }
+  }
+  if (!isPrimary) await settlePeerCheck(ctx, after)
+  else if (decision === 'referee') void runReferee(ctx, job!.id, claim.round, claim.unit)
+  const roundClosed = await closeRound(ctx, job!.id, claim.round)
+  return { accepted: true, round: claim.round, unit: claim.unit, roundClosed }
+}
+
+/**
+ * A validly signed answer that came too late is still the signer's word on that unit: kept (never paid,
+ * never averaged) so that two different answers of one address for one unit are seen as double signing.
+ */
+async function keepLateClaim(ctx: JobContext, leaseId: string, signed: ReturnType<typeof decodeSubmission>['signed']): Promise<void> {
+  const { claim } = signed
+  const rows = await ctx.db.query(
+    `UPDATE attempts SET status = 'late', output_hash = $2, device_class = $3, claim = $4, signature = $5, claim_digest = $6, submitted_at = $7
+      WHERE lease_id = $1 AND status = 'expired' AND contributor = $8 AND round = $9 AND unit = $10 AND input_hash = $11
+      RETURNING lease_id`,
+    [leaseId, claim.outputHash, claim.deviceClass, JSON.stringify(claim), signed.signature, workClaimDigest(claim, ctx.domain), ctx.now(),
+      claim.contributor, claim.round, claim.unit, claim.inputHash],
+  )
+  if (rows.length) await detectDoubleSigning(ctx, (await attemptRow(ctx.db, leaseId))!)
+}
