@@ -1,10 +1,9 @@
-import { getAddress, parseEventLogs, zeroAddress, type Hex, type PublicClient, type TransactionReceipt } from 'viem'
+import { getAddress, parseEventLogs, zeroAddress, type Hex, type TransactionReceipt } from 'viem'
 import { disputeResolverAbi, stakeManagerAbi } from '../../contracts/generated/index.ts'
-import { workClaimDigest, workClaimSchema, type ChainInfo, type Hash, type WorkClaim } from '../../src/protocol/index.ts'
-import type { Database } from '../db.ts'
+import { workClaimDigest, workClaimSchema, type Hash, type WorkClaim } from '../../src/protocol/index.ts'
 import { KeyedMutex } from '../mutex.ts'
 import type { EpochService } from './epochs.ts'
-import { ChainTransactionError, revertOf, type TransactionQueue } from './transactions.ts'
+import { ChainTransactionError, revertOf, type ChainServiceOptions } from './transactions.ts'
 
 interface DisputeRow {
   id: string
@@ -54,14 +53,8 @@ export class DisputeSubmitter {
   private readonly lock = new KeyedMutex()
 
   constructor(
-    private readonly options: {
-      db: Database
-      publicClient: PublicClient
-      transactions: TransactionQueue
-      chain: ChainInfo
-      epochs: Pick<EpochService, 'claimCommitment'>
-      now?: () => number
-      log?: (message: string) => void
+    private readonly options: ChainServiceOptions & {
+    epochs: Pick<EpochService, 'claimCommitment'>
     },
   ) {}
 

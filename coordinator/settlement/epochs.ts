@@ -1,22 +1,20 @@
-import { getAddress, zeroHash, type Address, type Hex, type PublicClient } from 'viem'
+import { getAddress, zeroHash, type Address, type Hex } from 'viem'
 import { rewardDistributorAbi } from '../../contracts/generated/index.ts'
 import {
   buildRewardTree,
   loadRewardTree,
   rewardProof,
   serializeRewardTree,
-  type ChainInfo,
   type EpochRecord,
   type Hash,
   type RewardProofRecord,
   type RewardTree,
 } from '../../src/protocol/index.ts'
-import type { Database } from '../db.ts'
 import { KeyedMutex } from '../mutex.ts'
 import { buildClaimsTree, claimProof, claimsRootOf, loadClaimsTree, serializeClaimsTree, type ClaimsTree } from './claimsTree.ts'
 import { bannedAddresses, computeEarnings, parseAccountTotals, serializeAccountTotals, type FundedJob } from './earnings.ts'
 import type { FundingState } from './funding.ts'
-import { ChainTransactionError, revertOf, type TransactionQueue } from './transactions.ts'
+import { ChainTransactionError, revertOf, type ChainServiceOptions } from './transactions.ts'
 
 /** The chain holds a different root for an epoch than the one this coordinator built: stop, a person must look. */
 export class EpochConflictError extends Error {
@@ -76,15 +74,9 @@ export class EpochService {
   private readonly claimsTrees = new Map<number, ClaimsTree | null>()
 
   constructor(
-    private readonly options: {
-      db: Database
-      publicClient: PublicClient
-      transactions: TransactionQueue
-      chain: ChainInfo
-      deployment: string
-      escrow: EpochEscrows
-      now?: () => number
-      log?: (message: string) => void
+    private readonly options: ChainServiceOptions & {
+    deployment: string
+    escrow: EpochEscrows
     },
   ) {}
 

@@ -1,10 +1,8 @@
-import { getAddress, type Address, type Hex, type PublicClient } from 'viem'
+import { getAddress, type Address, type Hex } from 'viem'
 import { rewardDistributorAbi } from '../../contracts/generated/index.ts'
-import type { ChainInfo } from '../../src/protocol/index.ts'
-import type { Database } from '../db.ts'
 import { KeyedMutex } from '../mutex.ts'
 import type { EpochService } from './epochs.ts'
-import type { TransactionQueue } from './transactions.ts'
+import type { ChainServiceOptions } from './transactions.ts'
 
 export interface SweepOutcome {
   account: Address
@@ -33,16 +31,10 @@ export class FrozenSweeper {
   private readonly checked = new Map<Address, number>()
 
   constructor(
-    private readonly options: {
-      db: Database
-      publicClient: PublicClient
-      transactions: TransactionQueue
-      chain: ChainInfo
-      deployment: string
-      fromBlock: bigint
-      epochs: Pick<EpochService, 'postedEpochs' | 'leaf'>
-      now?: () => number
-      log?: (message: string) => void
+    private readonly options: ChainServiceOptions & {
+    deployment: string
+    fromBlock: bigint
+    epochs: Pick<EpochService, 'postedEpochs' | 'leaf'>
     },
   ) {}
 

@@ -1,6 +1,6 @@
 import { formatUnits, getAddress, type Address, type Hex, type PublicClient } from 'viem'
 import { jobEscrowAbi } from '../../contracts/generated/index.ts'
-import type { ChainInfo, Hash, JobPayment, JobSpec, PaymentTerms } from '../../src/protocol/index.ts'
+import type { ChainInfo, Hash, JobPayment, JobSpec } from '../../src/protocol/index.ts'
 import type { Database } from '../db.ts'
 import type { JobPayments } from '../jobs.ts'
 import type { FundedJob } from './earnings.ts'

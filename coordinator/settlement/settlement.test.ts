@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { anvilAccount } from '../../contracts/anvil.ts'
 import { jobEscrowAbi, rewardDistributorAbi, tabTokenAbi } from '../../contracts/generated/index.ts'
 import { DEFAULT_VERIFICATION, parseJobSpec, verifyRewardProof, type Hash, type JobSpec, type Lease } from '../../src/protocol/index.ts'
-import { leased, makeSubmission, testJobBase, type TestJobBase } from '../testing/fixtures.ts'
+import { BARELY_CHECKED, leased, makeSubmission, testJobBase, type TestJobBase } from '../testing/fixtures.ts'
 import { startTemporaryCoordinator, type TemporaryCoordinator } from '../testing/inProcess.ts'
 import { Settlement } from './settlement.ts'
 
@@ -56,7 +56,13 @@ describe('settlement on the local chain', () => {
     settlement = coordinator.settlement!
     // Timers would race the test's explicit epochs; the test drives settlement by hand.
     await settlement.stop()
-    spec = parseJobSpec({ ...base.spec, name: 'paid settlement test job', payment: { pricePerUnit: String(PRICE), budget: String(BUDGET), requester: requester.address } })
+    // Made-up updates: checked at the lowest rate a job can ask for, so no re-execution rejects them.
+    spec = parseJobSpec({
+      ...base.spec,
+      name: 'paid settlement test job',
+      payment: { pricePerUnit: String(PRICE), budget: String(BUDGET), requester: requester.address },
+      verification: BARELY_CHECKED,
+    })
     jobId = await coordinator.jobs.createJob(spec, base.blobs)
   })
 

@@ -13,6 +13,8 @@ import {
   type WalletClient,
 } from 'viem'
 import { disputeResolverAbi, jobEscrowAbi, rewardDistributorAbi, stakeManagerAbi, tabTokenAbi } from '../../contracts/generated/index.ts'
+import type { ChainInfo } from '../../src/protocol/index.ts'
+import type { Database } from '../db.ts'
 
 /** A transaction the coordinator sent was mined but reverted, or never got a receipt. */
 export class ChainTransactionError extends Error {
@@ -27,6 +29,19 @@ export class ChainTransactionError extends Error {
 }
 
 export type CoordinatorWallet = WalletClient<Transport, Chain, Account>
+
+/**
+ * What every settlement service that reads and writes the chain is built with: the store, the chain and
+ * its contracts, the coordinator's transaction queue, and the clock and log (injectable for tests).
+ */
+export interface ChainServiceOptions {
+  db: Database
+  publicClient: PublicClient
+  transactions: TransactionQueue
+  chain: ChainInfo
+  now?: () => number
+  log?: (message: string) => void
+}
 
 /** A viem chain object for a chain known only by id and RPC URL (anvil, a testnet, an L2). */
 export function chainFromRpc(chainId: number, rpcUrl: string): Chain {

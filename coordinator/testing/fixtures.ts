@@ -2,6 +2,7 @@ import { privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
 import type { CoordinatorClient } from '../../src/client/coordinatorClient.ts'
 import { encodeIdx } from '../../src/data/idx.ts'
 import {
+  DEFAULT_VERIFICATION,
   decodeTensorList,
   encodeSubmission,
   encodeTensorList,
@@ -18,6 +19,7 @@ import {
   type TensorList,
   type TrainingConfig,
   type TypedDataSigner,
+  type VerificationPolicy,
   type WorkClaim,
 } from '../../src/protocol/index.ts'
 import { buildMnistPreset } from '../presets/mnist.ts'
@@ -72,6 +74,13 @@ export function testJobBase(): Promise<TestJobBase> {
   })()
   return base
 }
+
+/**
+ * The least checking a job can ask for: rates must stay positive (no address is ever exempt), so one unit
+ * in a billion. For tests that exercise leases, rounds and settlement with made-up updates, which any
+ * honest re-execution would (rightly) reject; verification has suites of its own.
+ */
+export const BARELY_CHECKED: VerificationPolicy = { ...DEFAULT_VERIFICATION, initialCheckRate: 1e-9, floorCheckRate: 1e-9, canaryRate: 0 }
 
 /** The base spec under another name (so another job id) and with training settings overridden. */
 export function jobVariant(spec: JobSpec, name: string, training: Partial<TrainingConfig> = {}): JobSpec {

@@ -77,8 +77,8 @@ async function agreement(ctx: JobContext, spec: JobSpec, a: { hash: Hash; device
 export async function settlePeerCheck(ctx: JobContext, check: AttemptRow): Promise<void> {
   const job = await jobRow(ctx.db, check.job_id)
   const unit = await unitRow(ctx.db, job.id, check.round, check.unit)
-  if (!unit?.lease_id) return
-  const [primary] = await ctx.db.query<AttemptRow>(`SELECT * FROM attempts WHERE lease_id = $1`, [unit.lease_id])
+  if (!unit) return
+  const [primary] = unit.lease_id ? await ctx.db.query<AttemptRow>(`SELECT * FROM attempts WHERE lease_id = $1`, [unit.lease_id]) : []
   if (!primary || primary.status !== 'submitted' || primary.verdict !== 'pending') {
     // The primary was removed meanwhile (its contributor caught elsewhere): this answer is honest-looking
     // work nobody can compare now; it is paid like an unsampled unit.
@@ -283,7 +283,7 @@ export async function verificationTick(ctx: JobContext): Promise<void> {
        FROM jobs j
       WHERE j.id = u.job_id AND j.status = 'active' AND u.check_status = 'wanted' AND u.check_wanted_at <= $1
         AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = u.job_id AND a.round = u.round AND a.unit = u.unit
-                          AND a.kind = 'check' AND (a.status = 'submitted' OR (a.status = 'leased' AND a.expires_at > $2)))
+                          AND a.kind = 'check' AND ((a.status = 'submitted' AND a.verdict = 'pending') OR (a.status = 'leased' AND a.expires_at > $2)))
       RETURNING u.job_id, u.round, u.unit`,
     [now - PEER_CHECK_WAIT_MS, now],
   )
