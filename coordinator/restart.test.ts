@@ -1,4 +1,4 @@
-import { generatePrivateKey } from 'viem/accounts'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { afterAll, describe, expect, it } from 'vitest'
 import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
 import type { Hash, JobProgress } from '../src/protocol/index.ts'
@@ -41,7 +41,10 @@ describe('coordinator killed mid-round', () => {
     const client = new CoordinatorClient(coordinator.url)
     const jobId = (await client.listJobs())[0]!.id as Hash
     const events: SchedulerEvent[] = []
-    contributors = [generatePrivateKey(), generatePrivateKey()].map((privateKey) =>
+    const keys = [generatePrivateKey(), generatePrivateKey()]
+    // The preset is a paid job: the local faucet stakes its minimum for each new address.
+    for (const key of keys) await client.faucet(privateKeyToAccount(key).address)
+    contributors = keys.map((privateKey) =>
       createNodeContributor({ coordinatorUrl: coordinator!.url, jobId, privateKey, onEvent: (e) => events.push(e) }),
     )
     contributors.forEach((c) => c.start())

@@ -101,7 +101,8 @@ export async function submitAnswer(ctx: JobContext, leaseId: string, body: Uint8
   }
   if (!isPrimary) await settlePeerCheck(ctx, after)
   else if (decision === 'referee') void runReferee(ctx, job!.id, claim.round, claim.unit)
-  const roundClosed = await closeRound(ctx, job!.id, claim.round)
+  // The check's settlement may already have closed the round; either way the answer closed it.
+  const roundClosed = (await closeRound(ctx, job!.id, claim.round)) || (await jobRow(db, job!.id)).round > claim.round
   return { accepted: true, round: claim.round, unit: claim.unit, roundClosed }
 }
 

@@ -5,7 +5,7 @@ import { parseEther } from 'viem'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { anvilAccount } from '../contracts/anvil.ts'
 import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
-import type { Hash } from '../src/protocol/index.ts'
+import { verificationPolicy, type Hash } from '../src/protocol/index.ts'
 import { ARTIFACTS, launchChromium, startSystem, type SystemUnderTest } from './harness.ts'
 
 /** Reads an amount element's exact base units: the page writes them to `data-amount` beside the formatted text. */
@@ -94,8 +94,11 @@ describe('a tab earns, claims and stakes on the local chain', () => {
     const address = (await page.textContent('#address'))!.trim() as `0x${string}`
     expect(address).toMatch(/^0x[0-9a-fA-F]{40}$/)
 
-    // A new burner has no gas; the page asks the local faucet by itself.
+    // A new burner has no gas; the page asks the local faucet by itself, which also stakes the minimum
+    // stake the paid preset job asks of a contributor.
     await until(() => amountOf(page, 'eth-balance'), (wei) => wei !== null && wei > 0n, 30_000, 'faucet gas')
+    const minStake = BigInt(verificationPolicy((await client.job((await client.listJobs())[0]!.id)).spec).minStake)
+    const faucetStake = await until(() => amountOf(page, 'stake-active'), (x) => x !== null && x >= minStake, 60_000, 'faucet stake')
     const startBalance = await until(() => amountOf(page, 'token-balance'), (x) => x !== null && x > 0n, 30_000, 'faucet tokens')
 
     await page.click('#start')
@@ -130,15 +133,15 @@ describe('a tab earns, claims and stakes on the local chain', () => {
     expect(await page.textContent('#claim-status')).toMatch(/0x[0-9a-f]{64}/)
     await page.screenshot({ path: join(ARTIFACTS, 'contribute-rewards.png'), fullPage: true })
 
-    // Stake 10 tokens, then ask to unstake 4: they stay slashable (pending) until the unstake delay ends.
+    // Stake 10 tokens more, then ask to unstake 4: they stay slashable (pending) until the unstake delay ends.
     await page.fill('#stake-amount', '10')
     await page.click('#stake')
-    await until(() => amountOf(page, 'stake-active'), (x) => x === parseEther('10'), 60_000, 'stake shown')
+    await until(() => amountOf(page, 'stake-active'), (x) => x === faucetStake! + parseEther('10'), 60_000, 'stake shown')
     expect(await amountOf(page, 'token-balance')).toBe(after! - parseEther('10'))
     await page.fill('#stake-amount', '4')
     await page.click('#unstake')
     await until(() => amountOf(page, 'stake-pending'), (x) => x === parseEther('4'), 60_000, 'pending unstake shown')
-    expect(await amountOf(page, 'stake-active')).toBe(parseEther('6'))
+    expect(await amountOf(page, 'stake-active')).toBe(faucetStake! + parseEther('6'))
     await page.click('#withdraw')
     await until(() => page.textContent('#stake-status'), (s) => /not yet|locked|until/i.test(s ?? ''), 30_000, 'early withdraw refused in words')
     expect(pageErrors).toEqual([])

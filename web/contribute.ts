@@ -1,14 +1,15 @@
 import * as Comlink from 'comlink'
-import { parseUnits, type Hex } from 'viem'
+import { parseUnits, type Address, type Hex } from 'viem'
 import { rewardDistributorAbi, stakeManagerAbi, tabTokenAbi } from '../contracts/generated/index.ts'
 import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
-import { verifyRewardProof, type ChainInfo, type Hash, type JobProgress, type JobSummary, type RewardsView } from '../src/protocol/index.ts'
+import { verificationPolicy, verifyRewardProof, type ChainInfo, type Hash, type JobProgress, type JobSummary, type RewardsView } from '../src/protocol/index.ts'
 import type { TrainingWorkerApi } from '../src/worker/api.ts'
 import { Scheduler, type SchedulerEvent, type UnitReport } from '../src/worker/scheduler.ts'
-import { ETHER, formatToken, formatWhen, showAmount } from './lib/amounts.ts'
+import { ETHER, formatToken, formatUnits, formatWhen, showAmount } from './lib/amounts.ts'
 import { createChainReader, type ChainReader } from './lib/chainClient.ts'
 import { createProgressChart } from './lib/progressChart.ts'
 import { coordinatorUrlFromPage, watchProgress } from './lib/liveProgress.ts'
+import { createReputationCard } from './lib/reputationCard.ts'
 import { explainError, transact } from './lib/transactions.ts'
 import {
   BURNER_CHOICE,
@@ -31,6 +32,7 @@ import {
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T
 const client = new CoordinatorClient(coordinatorUrlFromPage())
 const chart = createProgressChart($('chart'))
+const reputation = createReputationCard($('reputation-card'), client)
 let unitsDone = 0
 let unitsRefused = 0
 
@@ -80,9 +82,11 @@ function onEvent(event: SchedulerEvent) {
       $('status').textContent = event.state
       $<HTMLButtonElement>('start').disabled = event.state === 'running' || event.state === 'stopping' || event.state === 'finished'
       $<HTMLButtonElement>('stop').disabled = event.state !== 'running'
+      if (event.state === 'running') showStartNote(null)
       if (event.state === 'finished') log('The job has finished: no more units.', 'good')
       break
     case 'leased':
+      stakeRechecks.clear()
       log(`Leased round ${event.lease.unit.round} unit ${event.lease.unit.unit}`)
       break
     case 'unit-accepted':
@@ -105,8 +109,21 @@ function onEvent(event: SchedulerEvent) {
       break
     case 'stopped':
       log(`Stopped: ${event.reason}`, 'bad')
+      if (event.code === 'stake_required') void onStakeRequired(event.reason)
+      else if (event.code === 'address_banned') {
+        showStartNote(`${event.reason} This address gets no more units: choose another wallet to contribute.`)
+        void refresh().catch(() => {})
+      } else showStartNote(event.reason)
       break
   }
+}
+
+/** A refusal under the Start button that a person has to act on; null hides it. */
+function showStartNote(message: string | null, link?: { href: string; text: string }) {
+  const note = $('start-note')
+  note.hidden = message === null
+  note.replaceChildren(message ?? '')
+  if (message !== null && link) note.append(' ', Object.assign(document.createElement('a'), { href: link.href, textContent: link.text }))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -122,11 +139,17 @@ let wallet: ConnectedWallet | null = null
 let unsubscribeWallet: () => void = () => {}
 let scheduler: Scheduler | null = null
 let makeScheduler: ((w: ConnectedWallet) => Scheduler) | null = null
+/** The job this tab works on. */
+let jobId: Hash | null = null
 /** One wallet switch or transaction at a time: both change what the other would act on. */
 let busy = false
 /** The last rewards view read for the current wallet, which the Claim button acts on. */
 let lastRewards: { address: string; view: RewardsView; claimed: bigint; chainTime: number; frozenAt: number } | null = null
 const autoFauceted = new Set<string>()
+/** Burners for which a stake_required refusal already sent the page to the faucet once (it stakes the minimum). */
+const stakeFauceted = new Set<string>()
+/** The faucet request in flight, if any: a Start that meets stake_required waits for it. */
+let faucetRun: Promise<void> | null = null
 
 const token = () => settlement?.chain.token ?? null
 const chainTime = () => lastRewards?.chainTime ?? null
@@ -351,7 +374,7 @@ function refresh(): Promise<void> {
   refreshing = (async () => {
     do {
       refreshAgain = false
-      await readOnce()
+      await Promise.all([readOnce(), reputation.show(wallet?.address ?? null)])
     } while (refreshAgain)
   })().finally(() => {
     refreshing = null
@@ -564,14 +587,25 @@ async function stakeAction(action: StakeAction) {
   }
 }
 
-async function faucet(automatic: boolean) {
+function faucet(automatic: boolean): Promise<void> {
+  if (faucetRun) return faucetRun
+  const run = faucetOnce(automatic)
+  faucetRun = run
+  void run.finally(() => {
+    if (faucetRun === run) faucetRun = null
+  })
+  return run
+}
+
+async function faucetOnce(automatic: boolean) {
   const w = wallet
   if (!w || busy) return
   setBusy(true)
   status('faucet-status', automatic ? 'This burner has no gas: asking the local faucet for test tokens and gas…' : 'Asking the local faucet…')
   try {
     const result = await client.faucet(w.address)
-    const what = `${formatToken(BigInt(result.ether), ETHER)} and ${formatToken(BigInt(result.tokens), token())}`
+    const staked = BigInt(result.staked ?? 0)
+    const what = `${formatToken(BigInt(result.ether), ETHER)} and ${formatToken(BigInt(result.tokens), token())}${staked > 0n ? `, and staked ${formatToken(staked, token())} for it` : ''}`
     await reread()
     if (result.txHashes.length === 0) status('faucet-status', `Already topped up (${what}).`, 'good')
     else status('faucet-status', `Sent ${what}:`, 'good', result.txHashes.at(-1))
@@ -582,6 +616,58 @@ async function faucet(automatic: boolean) {
     setBusy(false)
     void refresh().catch(() => {})
   }
+}
+
+/** Stake a slash of the wallet reaches (active and pending, as the coordinator counts it) and the job's minimum. */
+async function stakeNeeds(s: Settlement, address: Address, job: Hash): Promise<{ slashable: bigint; minimum: bigint }> {
+  const [detail, stake] = await Promise.all([client.job(job), s.reader.stakeOf(address)])
+  return { slashable: stake.active + stake.pending, minimum: BigInt(verificationPolicy(detail.spec).minStake) }
+}
+
+/**
+ * The coordinator reads stake through a cache of a few seconds, so a Start right after staking may still be
+ * refused: when the chain already holds enough, the page starts again after this long (a few times at most).
+ */
+const STAKE_RECHECK_MS = 6000
+const STAKE_RECHECKS = 3
+const stakeRechecks = new Map<string, number>()
+
+/**
+ * Start met `stake_required`: this job pays, so it wants stake at risk. A burner on the local chain gets the
+ * minimum from the faucet (once) and starts again by itself; anyone else is shown the message and the
+ * stake card, with the missing amount filled in.
+ */
+async function onStakeRequired(reason: string) {
+  const w = wallet
+  const s = settlement
+  const stuck = scheduler
+  if (!w || !s || !stuck || !jobId) {
+    showStartNote(reason)
+    return
+  }
+  if (s.chain.faucet && w.kind === 'burner' && !stakeFauceted.has(w.address)) {
+    stakeFauceted.add(w.address)
+    log('This job needs stake: asking the local faucet to stake the minimum for this burner, then starting again…')
+    await faucet(false)
+  }
+  const needs = await stakeNeeds(s, w.address, jobId).catch(() => null)
+  // The wallet changed meanwhile: the new one has its own scheduler and its own answer.
+  if (wallet !== w || scheduler !== stuck) return
+  const rechecks = stakeRechecks.get(w.address) ?? 0
+  if (needs && needs.slashable >= needs.minimum && rechecks < STAKE_RECHECKS) {
+    stakeRechecks.set(w.address, rechecks + 1)
+    log(`The stake is on chain; starting again in ${STAKE_RECHECK_MS / 1000} s, once the coordinator sees it…`)
+    await stuck.stop()
+    await new Promise((resolve) => setTimeout(resolve, STAKE_RECHECK_MS))
+    if (wallet === w && scheduler === stuck && stuck.currentState === 'idle') stuck.start()
+    return
+  }
+  showStartNote(reason, { href: '#stake-card', text: 'Stake below, then press Start again.' })
+  status('stake-status', reason, 'bad')
+  $('stake-card').scrollIntoView({ behavior: 'smooth', block: 'center' })
+  const input = $<HTMLInputElement>('stake-amount')
+  if (needs && input.value.trim() === '' && needs.minimum > needs.slashable) input.value = formatUnits(needs.minimum - needs.slashable, s.chain.token.decimals)
+  input.focus()
 }
 
 function setupSettlement(chain: ChainInfo | null) {
@@ -637,6 +723,7 @@ async function main() {
   discoverInjectedWallets(() => renderWalletOptions())
   const requested = new URLSearchParams(location.search).get('job')
   const job: JobSummary | undefined = jobs.find((j) => j.id === requested) ?? jobs.find((j) => j.status === 'active') ?? jobs[0]
+  jobId = (job?.id as Hash | undefined) ?? null
   if (job) {
     makeScheduler = (w) => new Scheduler({
       client,
@@ -665,7 +752,10 @@ async function main() {
     if (progress.round !== shownRound) scheduler?.nudge()
     shownRound = progress.round
   })
-  $('start').addEventListener('click', () => scheduler?.start())
+  $('start').addEventListener('click', () => {
+    showStartNote(null)
+    scheduler?.start()
+  })
   $('stop').addEventListener('click', () => void scheduler?.stop())
   $<HTMLButtonElement>('start').disabled = job.status !== 'active'
   if (job.status !== 'active') log('This job has finished.', 'good')

@@ -4,6 +4,7 @@ import { formatToken, formatWhen, showAmount, type TokenFormat } from './lib/amo
 import { chainNow } from './lib/chainTime.ts'
 import { createProgressChart } from './lib/progressChart.ts'
 import { coordinatorUrlFromPage, shortHash, watchProgress } from './lib/liveProgress.ts'
+import { contributorRow, roundRow, showVerification } from './lib/verificationPanel.ts'
 
 const $ = (id: string) => document.getElementById(id)!
 const client = new CoordinatorClient(coordinatorUrlFromPage())
@@ -45,16 +46,9 @@ function showProgress(p: JobProgress) {
   const last = p.history.at(-1)
   const accuracy = last?.heldOutAccuracy ?? p.initial?.heldOutAccuracy
   $('accuracy').textContent = accuracy === undefined ? '–' : `${(accuracy * 100).toFixed(1)}%`
-  $('contributors').querySelector('tbody')!.replaceChildren(
-    ...p.contributors.map((c) => cells([c.address, c.acceptedUnits, new Date(c.lastSeen).toLocaleTimeString()])),
-  )
-  $('rounds').querySelector('tbody')!.replaceChildren(
-    ...[...p.history]
-      .reverse()
-      .map((r) =>
-        cells([r.round, r.units, Number.isFinite(r.trainLoss) ? r.trainLoss.toFixed(4) : '–', r.heldOutLoss.toFixed(4), `${(r.heldOutAccuracy * 100).toFixed(1)}%`, shortHash(r.outputHash, 14)]),
-      ),
-  )
+  $('contributors').querySelector('tbody')!.replaceChildren(...p.contributors.map(contributorRow))
+  $('rounds').querySelector('tbody')!.replaceChildren(...[...p.history].reverse().map((r) => roundRow(r, shortHash)))
+  showVerification(p.verification)
 }
 
 const PAYMENT_STATUS: Record<JobPayment['status'], { text: string; kind: string }> = {

@@ -14,7 +14,10 @@ const remote = Comlink.wrap<TrainingWorkerApi>(worker)
  * difference is evidence. Otherwise only the same device class promises equal bits; another class (another
  * vendor, browser or backend) may round differently.
  */
+const CHECKING = 'this unit is being checked; its answer is not served until the check settles'
+
 function verdict(record: UnitRecord, outputHash: string, deviceClass: string, kernelBundle: string): { text: string; kind: 'good' | 'bad' | 'muted' } {
+  if (record.status === 'checking') return { text: `${CHECKING}: nothing to compare yet, try again later`, kind: 'muted' }
   if (!record.outputHash) return { text: `not accepted yet (${record.status}): nothing to compare`, kind: 'muted' }
   if (record.outputHash === outputHash) return { text: 'equal: the accepted update is reproduced bit for bit', kind: 'good' }
   if (promisesSameBitsEverywhere(kernelBundle)) return { text: 'DIFFERENT in exact mode, which gives the same bits on every device: evidence against the claim', kind: 'bad' }
@@ -27,10 +30,12 @@ async function run(device: DeviceInfo) {
   const round = Number($<HTMLInputElement>('round').value)
   const index = Number($<HTMLInputElement>('unit').value)
   delete document.body.dataset.outputHash
+  delete document.body.dataset.unitStatus
   $('verdict').textContent = 'running…'
   const [job, record] = await Promise.all([client.job(jobId), client.unit(jobId, round, index)])
   $('input-hash').textContent = record.unit.inputHash
-  $('accepted-hash').textContent = record.outputHash ?? '–'
+  document.body.dataset.unitStatus = record.status
+  $('accepted-hash').textContent = record.outputHash ?? (record.status === 'checking' ? `– (${CHECKING})` : '–')
   $('accepted-class').textContent = record.deviceClass ? `${record.contributor} on ${record.deviceClass}` : '–'
   const started = performance.now()
   const output = await remote.runUnit(job.spec, record.unit)

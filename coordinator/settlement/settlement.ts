@@ -129,7 +129,9 @@ export class Settlement {
       functionName: 'slashableOf',
       args: [account],
     })
-    this.stakes.set(account, { amount, at: Date.now() })
+    // No stake is not remembered: the address is about to stake (the page's stake form, the faucet), and a
+    // remembered zero would refuse its next lease for the cache's lifetime.
+    if (amount > 0n) this.stakes.set(account, { amount, at: Date.now() })
     if (this.stakes.size > 10_000) this.stakes.delete(this.stakes.keys().next().value!)
     return amount
   }
@@ -173,6 +175,8 @@ export class Settlement {
 
   async drip(address: unknown): Promise<FaucetResult> {
     if (!this.faucet) throw new CoordinatorError('faucet_unavailable', 'the faucet exists only on the local chain')
-    return this.faucet.drip(address)
+    const result = await this.faucet.drip(address)
+    this.stakes.delete(result.address)
+    return result
   }
 }

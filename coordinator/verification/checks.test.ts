@@ -11,7 +11,6 @@ import {
   examplesPerUnit,
   hashTensorList,
   parseJobSpec,
-  type Hash,
   type JobSpec,
   type Lease,
   type TensorList,

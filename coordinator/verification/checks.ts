@@ -139,23 +139,39 @@ export async function runReferee(ctx: JobContext, jobId: Hash, round: number, in
       `SELECT * FROM attempts WHERE job_id = $1 AND round = $2 AND unit = $3 AND status = 'submitted' AND verdict = 'pending' AND input_hash = $4 ORDER BY kind DESC, lease_id`,
       [jobId, round, index, primary.input_hash],
     )
+    // Judge every answer first, then record the passes before any conviction: a conviction reopens the
+    // unit and would otherwise settle the honest answers for it as if nobody had compared them.
+    const verdicts = await Promise.all(
+      answers.map(async (a) => ({
+        a,
+        verdict: await agreement(ctx, job.spec, { hash: a.output_hash!, deviceClass: a.device_class! }, { hash: result.outputHash, deviceClass: result.deviceClass }),
+      })),
+    )
+    const now = ctx.now()
+    for (const { a } of verdicts.filter((v) => v.verdict.agree)) {
+      await ctx.db.transaction(async (tx) => {
+        const passed = await tx.query(
+          `UPDATE attempts SET verdict = 'passed', verdict_at = $2, verdict_reason = 'agreed with the referee' WHERE lease_id = $1 AND verdict = 'pending' RETURNING lease_id`,
+          [a.lease_id, now],
+        )
+        if (passed.length) await recordReputation(tx, a.contributor, 'passed', now)
+      })
+    }
     let primaryWrong = false
-    for (const a of answers) {
-      const verdict = await agreement(ctx, job.spec, { hash: a.output_hash!, deviceClass: a.device_class! }, { hash: result.outputHash, deviceClass: result.deviceClass })
-      if (verdict.agree) {
-        const now = ctx.now()
-        await ctx.db.transaction(async (tx) => {
-          await tx.query(`UPDATE attempts SET verdict = 'passed', verdict_at = $2, verdict_reason = 'agreed with the referee' WHERE lease_id = $1 AND verdict = 'pending'`, [a.lease_id, now])
-          await recordReputation(tx, a.contributor, 'passed', now)
-        })
-      } else {
-        if (a.lease_id === primary.lease_id) primaryWrong = true
-        await convict(ctx, a, `round ${round} unit ${index}: ${verdict.why} against the coordinator's own re-execution`, result.outputHash)
-      }
+    for (const { a, verdict } of verdicts) {
+      if (verdict.agree) continue
+      if (a.lease_id === primary.lease_id) primaryWrong = true
+      await convict(ctx, a, `round ${round} unit ${index}: ${verdict.why} against the coordinator's own re-execution`, result.outputHash)
     }
-    if (!primaryWrong) {
-      await ctx.db.query(`UPDATE units SET check_status = 'passed' WHERE job_id = $1 AND round = $2 AND unit = $3 AND lease_id = $4`, [jobId, round, index, primary.lease_id])
-    }
+    // A wrong primary of the current round was reopened by its conviction; one of a closed round stays in
+    // place as evidence, its check over (the unit reads 'rejected').
+    await ctx.db.query(`UPDATE units SET check_status = $5 WHERE job_id = $1 AND round = $2 AND unit = $3 AND lease_id = $4`, [
+      jobId,
+      round,
+      index,
+      primary.lease_id,
+      primaryWrong ? null : 'passed',
+    ])
     await afterSettlement(ctx, job, round)
   } catch (error) {
     ctx.log(`referee for job ${jobId.slice(0, 10)} round ${round} unit ${index} failed: ${(error as Error).message}; retried on the next tick`)

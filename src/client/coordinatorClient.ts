@@ -11,7 +11,9 @@ import {
   type JobProgress,
   type JobSummary,
   type LeaseResponse,
+  type ReputationView,
   type RewardsView,
+  type SignedLeaseRequest,
   type SignedClaim,
   type SubmitResult,
   type UnitRecord,
@@ -67,11 +69,16 @@ export class CoordinatorClient {
     return this.json(`/api/jobs/${jobId}/rounds/${round}/units/${unit}`)
   }
 
-  lease(jobId: string, contributor: Address): Promise<LeaseResponse> {
+  /**
+   * Asks for a unit with a lease request signed by the contributor (`signLeaseRequest`). Refusals arrive as
+   * `CoordinatorRequestError`s: `bad_lease_signature`, `stale_lease_request`, `replayed_lease_request`,
+   * `too_many_leases`, `address_banned`, `stake_required`, among others.
+   */
+  lease(jobId: string, signed: SignedLeaseRequest): Promise<LeaseResponse> {
     return this.json(`/api/jobs/${jobId}/leases`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ contributor }),
+      body: JSON.stringify(signed),
     })
   }
 
@@ -87,6 +94,11 @@ export class CoordinatorClient {
   /** The account's earnings and Merkle proofs of the latest posted and latest claimable roots. */
   rewards(account: Address): Promise<RewardsView> {
     return this.json(`/api/rewards/${account}`)
+  }
+
+  /** The address's record with the checks (kept across jobs): checks passed and failed, check rate, ban. */
+  reputation(account: Address): Promise<ReputationView> {
+    return this.json(`/api/reputation/${account}`)
   }
 
   /** Reward epochs, newest first, with their roots and transaction hashes. */

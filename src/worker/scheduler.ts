@@ -1,11 +1,15 @@
 import type { Address } from 'viem'
 import { CoordinatorRequestError, CoordinatorUnreachableError, type CoordinatorClient } from '../client/coordinatorClient.ts'
 import {
+  LEASE_REQUEST_MAX_SKEW_MS,
+  signLeaseRequest,
   signWorkClaim,
-  type ClaimDomainParams,
+  type CoordinatorInfo,
   type Hash,
   type JobSpec,
   type Lease,
+  type LeaseRequestSigner,
+  type LeaseResponse,
   type TypedDataSigner,
   type WorkUnit,
 } from '../protocol/index.ts'
@@ -36,13 +40,22 @@ export type SchedulerEvent =
   | { type: 'unit-refused'; round: number; unit: number; code: string; message: string }
   | { type: 'waiting'; reason: string; retryAfterMs: number }
   | { type: 'error'; message: string; retryAfterMs: number }
-  /** The loop gave up: retrying cannot help (this build lacks the job's kernel bundle). */
-  | { type: 'stopped'; reason: string }
+  /**
+   * The loop gave up: retrying cannot help. Either this build lacks the job's kernel bundle, or the
+   * coordinator refuses the address (`code`: `address_banned`, or `stake_required` until it stakes).
+   */
+  | { type: 'stopped'; reason: string; code?: string }
+
+/**
+ * Signs both claims and lease requests: a viem local account, or a wallet client bound to its account
+ * (whose `signTypedData` takes any typed data).
+ */
+export type ContributorSigner = TypedDataSigner & LeaseRequestSigner
 
 export interface SchedulerOptions {
   client: CoordinatorClient
   executor: UnitExecutor
-  signer: TypedDataSigner
+  signer: ContributorSigner
   /** Claimed when the executor does not say which class a unit ran under. */
   deviceClass: string
   jobId: Hash
@@ -63,6 +76,31 @@ const FIRST_BACKOFF_MS = 500
 const MAX_BACKOFF_MS = 15_000
 
 /**
+ * Lease refusals that only a person can fix: stake the job's minimum (`stake_required`) or use another
+ * wallet (`address_banned`). Asking again would only be refused again.
+ */
+const STOPPING_REFUSALS = new Set(['address_banned', 'stake_required'])
+
+/** How long to wait when the address already holds as many live leases as a job allows (another tab's). */
+export const TOO_MANY_LEASES_WAIT_MS = 5_000
+
+/** The loop ends with a 'stopped' event carrying this reason. */
+class LoopStop extends Error {
+  override name = 'LoopStop'
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
+    super(message)
+  }
+}
+
+/** The coordinator refused a lease request as stale: this machine's clock is off. Retried, it may be set right. */
+class ClockSkewError extends Error {
+  override name = 'ClockSkewError'
+}
+
+/**
  * The contributor's pull loop: lease a unit, run it, sign the claim over its hashes, submit, repeat.
  * A refused submission (stale round, expired lease) is reported and the loop moves on; an unreachable
  * coordinator is retried with back-off, so a tab survives a coordinator restart.
@@ -71,7 +109,7 @@ export class Scheduler {
   private state: SchedulerState = 'idle'
   private loop: Promise<void> | null = null
   private readonly specs = new Map<Hash, JobSpec>()
-  private domain: ClaimDomainParams | null = null
+  private info: CoordinatorInfo | null = null
   private readonly sleep: (ms: number) => Promise<void>
   private readonly now: () => number
   private wake: (() => void) | null = null
@@ -136,7 +174,11 @@ export class Scheduler {
         }
         backoff = FIRST_BACKOFF_MS
       } catch (error) {
-        const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+        if (error instanceof LoopStop) {
+          this.emit({ type: 'stopped', reason: error.message, ...(error.code ? { code: error.code } : {}) })
+          return
+        }
+        const message = error instanceof ClockSkewError ? error.message : error instanceof Error ? `${error.name}: ${error.message}` : String(error)
         // Comlink rebuilds a Worker's error as a plain Error with the original name, so match on the name.
         if (error instanceof Error && UNRECOVERABLE_ERRORS.has(error.name)) {
           this.emit({ type: 'stopped', reason: message })
@@ -168,11 +210,39 @@ export class Scheduler {
     }
   }
 
+  /**
+   * Asks for a unit with a freshly signed lease request (a new nonce and time every time, so a retry is
+   * never a replay). Null when the address holds as many live leases as the job allows: waited out here.
+   */
+  private async requestLease(info: CoordinatorInfo): Promise<LeaseResponse | null> {
+    const { client, signer, jobId } = this.options
+    const signed = await signLeaseRequest(signer, { jobId, audience: info.coordinatorId, domain: info })
+    try {
+      return await client.lease(jobId, signed)
+    } catch (error) {
+      if (!(error instanceof CoordinatorRequestError)) throw error
+      if (STOPPING_REFUSALS.has(error.code)) throw new LoopStop(error.message, error.code)
+      if (error.code === 'too_many_leases') {
+        this.emit({ type: 'waiting', reason: error.message, retryAfterMs: TOO_MANY_LEASES_WAIT_MS })
+        await this.sleep(TOO_MANY_LEASES_WAIT_MS)
+        return null
+      }
+      if (error.code === 'stale_lease_request') {
+        const minutes = LEASE_REQUEST_MAX_SKEW_MS / 60_000
+        throw new ClockSkewError(
+          `The coordinator refused the lease request as stale: this computer's clock (${new Date(signed.request.issuedAt).toISOString()}) is more than ${minutes} minutes off the coordinator's. Set the clock right (automatic time); the tab keeps trying.`,
+        )
+      }
+      throw error
+    }
+  }
+
   /** One lease-run-submit cycle; true when the job has finished. */
   private async step(): Promise<boolean> {
     const { client, executor, signer, jobId } = this.options
-    this.domain ??= await client.info()
-    const response = await client.lease(jobId, signer.address)
+    const info = (this.info ??= await client.info())
+    const response = await this.requestLease(info)
+    if (response === null) return false
     if (response.status === 'finished') return true
     if (response.status === 'wait') {
       this.emit({ type: 'waiting', reason: response.reason, retryAfterMs: response.retryAfterMs })
@@ -201,7 +271,7 @@ export class Scheduler {
         contributor: signer.address,
         deviceClass: output.deviceClass ?? this.options.deviceClass,
       },
-      this.domain,
+      info,
     )
     const t2 = this.now()
     try {

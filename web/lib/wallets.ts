@@ -9,10 +9,14 @@ import {
   type Address,
   type Chain,
   type EIP1193Provider,
+  type SignTypedDataParameters,
   type Transport,
+  type TypedData,
+  type TypedDataDefinition,
   type WalletClient,
 } from 'viem'
-import type { ChainInfo, TypedDataSigner } from '../../src/protocol/index.ts'
+import type { ChainInfo } from '../../src/protocol/index.ts'
+import type { ContributorSigner } from '../../src/worker/scheduler.ts'
 import { loadBurnerAccount } from '../../src/worker/wallet.ts'
 import { viemChain } from './chainClient.ts'
 
@@ -33,8 +37,8 @@ export type WalletEvent = 'accountsChanged' | 'chainChanged' | 'disconnect'
 
 export interface ConnectedWallet extends WalletChoice {
   address: Address
-  /** Signs work claims. */
-  signer: TypedDataSigner
+  /** Signs work claims and lease requests. */
+  signer: ContributorSigner
   /**
    * Sends transactions on the coordinator's chain. Null only for the burner when the coordinator runs
    * without a chain: then nothing is paid and there is nothing to send.
@@ -152,11 +156,11 @@ export function injectedChoice(detail: EIP6963ProviderDetail): WalletChoice {
   return { kind: 'injected', id: detail.info.rdns, name: detail.info.name, ...(icon.startsWith('data:image/') ? { icon } : {}) }
 }
 
-function signerFor(walletClient: ChainWalletClient): TypedDataSigner {
-  return {
-    address: walletClient.account.address,
-    signTypedData: (args) => walletClient.signTypedData({ ...args, account: walletClient.account }),
-  }
+/** A wallet client signs any typed data: claims and lease requests alike. */
+function signerFor(walletClient: ChainWalletClient): ContributorSigner {
+  const sign = <const T extends TypedData, P extends keyof T & string>(args: TypedDataDefinition<T, P>) =>
+    walletClient.signTypedData({ ...args, account: walletClient.account } as SignTypedDataParameters<T, P, Account>)
+  return { address: walletClient.account.address, signTypedData: sign }
 }
 
 /** Puts the wallet on the coordinator's chain, adding the chain first when the wallet does not know it. */
