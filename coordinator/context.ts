@@ -21,6 +21,8 @@ export interface JobPayments {
 /** Stake an address holds in StakeManager (active + pending), as the chain says. */
 export interface StakeOracle {
   stakeOf(address: Address): Promise<bigint>
+  /** An amount of the staking token as a person reads it, e.g. `40 TTT`. */
+  formatAmount(amount: bigint): string
 }
 
 /** Everything the jobs modules share: the store, the clock, randomness, the referee, settlement hooks. */

@@ -47,10 +47,11 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
     if (blocker) return { status: 'wait', retryAfterMs: PAYMENT_WAIT_MS, reason: blocker }
     const minStake = BigInt(policy.minStake)
     const stake = ctx.stakes ? await ctx.stakes.stakeOf(contributor) : 0n
+    const format = (amount: bigint) => ctx.stakes?.formatAmount(amount) ?? `${amount} base units`
     if (stake < minStake) {
       throw new CoordinatorError(
         'stake_required',
-        `this paid job needs a stake of at least ${minStake} base units in StakeManager before it leases units; ${contributor} has ${stake}`,
+        `this paid job needs a stake of at least ${format(minStake)} in StakeManager before it leases units; ${contributor} has ${format(stake)}`,
       )
     }
   }

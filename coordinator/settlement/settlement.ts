@@ -1,4 +1,4 @@
-import { getAddress, isAddress, type Address, type PublicClient } from 'viem'
+import { formatUnits, getAddress, isAddress, type Address, type PublicClient } from 'viem'
 import { jobEscrowAbi, stakeManagerAbi } from '../../contracts/generated/index.ts'
 import type { ChainInfo, EpochRecord, FaucetResult, Hash, JobSpec, RewardsView } from '../../src/protocol/index.ts'
 import type { Database } from '../db.ts'
@@ -119,6 +119,10 @@ export class Settlement {
    * What a slash of `address` reaches now (active and pending stake in StakeManager): the lease gate
    * compares it with a job's minimum stake. Cached for a few seconds per address.
    */
+  formatAmount(amount: bigint): string {
+    return `${formatUnits(amount, this.options.chain.token.decimals)} ${this.options.chain.token.symbol}`
+  }
+
   async stakeOf(address: Address): Promise<bigint> {
     const account = getAddress(address)
     const cached = this.stakes.get(account)
