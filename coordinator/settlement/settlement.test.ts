@@ -103,6 +103,20 @@ describe('settlement on the local chain', () => {
     expect(payment.deposits).toEqual([expect.objectContaining({ txHash: deposit, amount: String(BUDGET) })])
   })
 
+  it('leases a paid job only to an address with the minimum stake, and says how much is missing', async () => {
+    const stranger = privateKeyToAccount(generatePrivateKey())
+    await expect(coordinator.jobs.lease(jobId, stranger.address)).rejects.toMatchObject({
+      code: 'stake_required',
+      status: 403,
+      message: expect.stringMatching(/at least 40 TTT in StakeManager .* has 0 TTT/),
+    })
+    await settlement.drip(stranger.address)
+    const lease = leased(await coordinator.jobs.lease(jobId, stranger.address))
+    // Handed back by expiry: the test's later rounds need the unit for alice and bob.
+    await coordinator.db.query(`UPDATE attempts SET expires_at = 0 WHERE lease_id = $1`, [lease.id])
+    await coordinator.db.query(`UPDATE units SET lease_expires_at = 0 WHERE lease_id = $1`, [lease.id])
+  })
+
   it('builds an epoch once and posts it once, even when the coordinator restarts between the two', async () => {
     // Alice's lease from the first test is round 0 unit 0; bob takes unit 1; alice does round 1.
     const submission = await makeSubmission({ lease: firstLease, account: alice, shapes: base.shapes, seed: 1, domain: coordinator.jobs.domain })
