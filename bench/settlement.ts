@@ -3,18 +3,21 @@
  * store and the local anvil, for reward trees of 10, 100 and 1,000 contributors. Writes
  * bench/results/settlement.md and settlement.json.
  *
- * Accepted units are written straight into the store (a real paid job, funded on-chain, with distinct
- * contributor addresses), because this measures the epoch, not the claim path `bench/run.ts` covers.
+ * Payable answers are written straight into the store as `attempts` rows (submitted, verdict 'unchecked',
+ * with the claim and its EIP-712 digest as coordinator/jobs.ts writes them; unsigned) of a real paid job,
+ * funded on-chain, with distinct contributor addresses, because this measures the epoch (earnings, reward
+ * tree, claims tree, post), not the claim path `bench/run.ts` covers.
  * A root is claimable `challengeWindow` seconds after it is posted; that window is a parameter, so the
  * table reports the measured part (build + post + receipt) and adds the window separately.
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createWalletClient, http } from 'viem'
+import { randomUUID } from 'node:crypto'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { anvilAccount } from '../contracts/anvil.ts'
 import { jobEscrowAbi, rewardDistributorAbi, tabTokenAbi } from '../contracts/generated/index.ts'
-import { parseJobSpec } from '../src/protocol/index.ts'
+import { parseJobSpec, workClaimDigest, type Hash, type WorkClaim } from '../src/protocol/index.ts'
 import { buildMnistPreset } from '../coordinator/presets/mnist.ts'
 import { startTemporaryCoordinator } from '../coordinator/testing/inProcess.ts'
 import { ROOT } from '../coordinator/testing/spawnCoordinator.ts'
@@ -44,14 +47,16 @@ async function main() {
     await settlement.stop() // the bench closes epochs itself
     const preset = await buildMnistPreset()
     const units = ACCOUNT_COUNTS.reduce((a, b) => a + b, 0) * (REPEATS + 1)
+    const requester = anvilAccount(6)
     const spec = parseJobSpec({
       ...preset.spec,
       name: 'bench: epochs',
       training: { ...preset.spec.training, unitsPerRound: units, rounds: 1 },
-      payment: { pricePerUnit: String(PRICE), budget: String(BigInt(units) * PRICE) },
+      payment: { pricePerUnit: String(PRICE), budget: String(BigInt(units) * PRICE), requester: requester.address },
     })
-    const jobId = await coordinator.jobs.createJob(spec, preset.blobs.values())
-    const requester = anvilAccount(6)
+    const jobId = (await coordinator.jobs.createJob(spec, preset.blobs.values())) as Hash
+    const domain = coordinator.jobs.domain
+    const inputHash = spec.model.initialWeights
     const owner = chain.transactions.wallet
     const { contracts } = chain.chain
     const wait = (hash: `0x${string}`) => chain.publicClient.waitForTransactionReceipt({ hash })
@@ -75,12 +80,29 @@ async function main() {
       const samples: Omit<EpochRow, 'accounts' | 'claimGas'>[] = []
       let claimGas = 0n
       for (let repeat = 0; repeat <= REPEATS; repeat++) {
-        // Each repeat: every account earns one more unit, so every epoch has `accounts` leaves.
+        // Each repeat: every account earns one more unit (a payable attempt), so every epoch has `accounts` leaves.
+        const now = Date.now()
+        const rowsIn = addresses.map((contributor, i) => {
+          const unit = nextUnit + i
+          const claim: WorkClaim = { jobId, round: 0, unit, inputHash, outputHash: `0x${unit.toString(16).padStart(64, '0')}` as Hash, contributor, deviceClass: 'bench' }
+          return { leaseId: randomUUID(), unit, contributor, claim, digest: workClaimDigest(claim, domain), at: now + i }
+        })
         await coordinator.db.query(
-          `UPDATE units SET status = 'accepted', leased_to = a.address, accepted_at = $2 + a.i, examples = 320, output_hash = '0x'
-             FROM unnest($3::text[]) WITH ORDINALITY AS a(address, i)
-            WHERE units.job_id = $1 AND units.round = 0 AND units.unit = $4 + a.i - 1`,
-          [jobId, Date.now(), addresses, nextUnit],
+          `INSERT INTO attempts (lease_id, job_id, round, unit, contributor, kind, status, issued_at, expires_at, input_hash, output_hash,
+                                 device_class, claim, claim_digest, examples, submitted_at, verdict)
+           SELECT a.lease_id, $1, 0, a.unit, a.contributor, 'primary', 'submitted', a.at, a.at + 120000, $2, a.claim->>'outputHash',
+                  'bench', a.claim, a.digest, 320, a.at, 'unchecked'
+             FROM unnest($3::text[], $4::int[], $5::text[], $6::jsonb[], $7::text[], $8::bigint[]) AS a(lease_id, unit, contributor, claim, digest, at)`,
+          [
+            jobId,
+            inputHash,
+            rowsIn.map((r) => r.leaseId),
+            rowsIn.map((r) => r.unit),
+            rowsIn.map((r) => r.contributor),
+            rowsIn.map((r) => JSON.stringify(r.claim)),
+            rowsIn.map((r) => r.digest),
+            rowsIn.map((r) => r.at),
+          ],
         )
         nextUnit += accounts
         const t0 = performance.now()
@@ -125,7 +147,7 @@ async function main() {
       '# Settlement: from epoch close to claimable root',
       '',
       `Embedded PGlite and a local anvil (one block per transaction), median of ${REPEATS} epochs per size after one warm-up.`,
-      'Build = earnings query + Merkle tree + stored row; post = `postRoot` sent, mined and recorded.',
+      'Build = commit the epoch\'s claims (claims tree of their EIP-712 digests) + earnings query + reward Merkle tree + stored row; post = `postRoot` sent, mined and recorded.',
       `A root becomes claimable the challenge window after it is posted: ${window} s on the local chain (a deployment parameter).`,
       '',
       '| accounts in tree | build | post (tx + receipt) | close → posted | close → claimable | proof lookup | claim gas |',
