@@ -23,6 +23,8 @@ export interface StakeOracle {
   stakeOf(address: Address): Promise<bigint>
   /** An amount of the staking token as a person reads it, e.g. `40 TTT`. */
   formatAmount(amount: bigint): string
+  /** The share of a stake one slash takes, in basis points (DisputeResolver's `slashBps`). */
+  slashBps(): Promise<number>
 }
 
 /** Everything the jobs modules share: the store, the clock, randomness, the referee, settlement hooks. */

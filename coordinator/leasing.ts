@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Address } from 'viem'
-import { verificationPolicy, type LeaseResponse } from '../src/protocol/index.ts'
+import { stakeNeeded, verificationPolicy, type LeaseResponse } from '../src/protocol/index.ts'
 import type { JobContext } from './context.ts'
 import { CoordinatorError } from './errors.ts'
 import { jobRow, type UnitRow } from './rows.ts'
@@ -45,7 +45,7 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
       ? await ctx.payments.leaseBlocker({ id: job.id, spec: job.spec, round: job.round })
       : 'this coordinator runs without a chain, so a paid job cannot be funded'
     if (blocker) return { status: 'wait', retryAfterMs: PAYMENT_WAIT_MS, reason: blocker }
-    const minStake = BigInt(policy.minStake)
+    const minStake = stakeNeeded(policy, BigInt(job.spec.payment.pricePerUnit), ctx.stakes ? await ctx.stakes.slashBps() : 0)
     const stake = ctx.stakes ? await ctx.stakes.stakeOf(contributor) : 0n
     const format = (amount: bigint) => ctx.stakes?.formatAmount(amount) ?? `${amount} base units`
     if (stake < minStake) {

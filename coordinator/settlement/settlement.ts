@@ -1,5 +1,5 @@
 import { formatUnits, getAddress, isAddress, type Address, type PublicClient } from 'viem'
-import { jobEscrowAbi, stakeManagerAbi } from '../../contracts/generated/index.ts'
+import { disputeResolverAbi, jobEscrowAbi, stakeManagerAbi } from '../../contracts/generated/index.ts'
 import type { ChainInfo, EpochRecord, FaucetResult, Hash, JobSpec, RewardsView } from '../../src/protocol/index.ts'
 import type { Database } from '../db.ts'
 import { CoordinatorError } from '../errors.ts'
@@ -119,6 +119,17 @@ export class Settlement {
    * What a slash of `address` reaches now (active and pending stake in StakeManager): the lease gate
    * compares it with a job's minimum stake. Cached for a few seconds per address.
    */
+  private slash: Promise<number> | null = null
+
+  /** Read once: DisputeResolver's slash share is immutable. */
+  slashBps(): Promise<number> {
+    this.slash ??= this.options.publicClient
+      .readContract({ address: this.options.chain.contracts.disputeResolver, abi: disputeResolverAbi, functionName: 'slashBps' })
+      .then(Number)
+    this.slash.catch(() => (this.slash = null))
+    return this.slash
+  }
+
   formatAmount(amount: bigint): string {
     return `${formatUnits(amount, this.options.chain.token.decimals)} ${this.options.chain.token.symbol}`
   }

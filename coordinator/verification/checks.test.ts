@@ -691,7 +691,7 @@ for (const engine of TEST_ENGINES) {
       it('samples a fresh address at the initial rate; with stake the rate falls as checks pass, without it stays', async () => {
         const staked = new Set<string>()
         const minStake = BigInt(DEFAULT_VERIFICATION.minStake)
-        const stakes: StakeOracle = { stakeOf: async (address) => (staked.has(address) ? minStake : minStake - 1n), formatAmount: String }
+        const stakes: StakeOracle = { stakeOf: async (address) => (staked.has(address) ? minStake : minStake - 1n), formatAmount: String, slashBps: async () => 5000 }
         const job = await newJob({ training: { unitsPerRound: 4 }, stakes })
         const [newcomer, regular] = [fresh(), fresh()]
         staked.add(newcomer.address)
@@ -713,7 +713,7 @@ for (const engine of TEST_ENGINES) {
         expect((await Promise.all([0, 1, 2, 3].map((u) => job.unit(0, u)))).map((u) => u.status)).toEqual(['accepted', 'checking', 'accepted', 'checking'])
 
         // The same record without stake at risk: the initial rate, whether nobody says (no oracle) or the stake is short.
-        for (const [name, oracle] of [['no stakes oracle', undefined], ['a stake below the minimum', { stakeOf: async () => minStake - 1n, formatAmount: String }]] as const) {
+        for (const [name, oracle] of [['no stakes oracle', undefined], ['a stake below the minimum', { stakeOf: async () => minStake - 1n, formatAmount: String, slashBps: async () => 5000 }]] as const) {
           const unstaked = await newJob({ stakes: oracle })
           const u0 = await unstaked.lease(regular)
           const u1 = await unstaked.lease(regular)

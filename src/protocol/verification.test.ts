@@ -9,6 +9,7 @@ import {
   compareAnswers,
   comparisonRule,
   DEFAULT_VERIFICATION,
+  stakeNeeded,
   verificationSchema,
   type VerificationPolicy,
 } from './verification.ts'
@@ -141,5 +142,23 @@ describe('checkRate', () => {
     for (const consecutiveClean of [0, 1, 3, 10, 1000]) {
       expect(checkRate(DEFAULT_VERIFICATION, { consecutiveClean, staked: false, checksFailed: 0 })).toBe(DEFAULT_VERIFICATION.initialCheckRate)
     }
+  })
+})
+
+describe('the stake a paid job needs', () => {
+  const TOKEN = 10n ** 18n
+
+  it('is the policy minimum (40 tokens) when the price is 1 token: cheating at the floor would pay below 38', () => {
+    expect(stakeNeeded(DEFAULT_VERIFICATION, TOKEN, 5000)).toBe(40n * TOKEN)
+  })
+
+  it('grows with the price: 19 paid lies at the floor must cost more than they earn', () => {
+    expect(stakeNeeded(DEFAULT_VERIFICATION, 2n * TOKEN, 5000)).toBe(76n * TOKEN)
+    expect(stakeNeeded(DEFAULT_VERIFICATION, 2n * TOKEN, 10_000)).toBe(40n * TOKEN)
+    expect(stakeNeeded({ ...DEFAULT_VERIFICATION, floorCheckRate: 1 / 10 }, 5n * TOKEN, 5000)).toBe(90n * TOKEN)
+  })
+
+  it('falls back to the minimum when no slash share is known', () => {
+    expect(stakeNeeded(DEFAULT_VERIFICATION, 100n * TOKEN, 0)).toBe(40n * TOKEN)
   })
 })

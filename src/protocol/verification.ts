@@ -56,6 +56,22 @@ export const DEFAULT_VERIFICATION: VerificationPolicy = {
   maxLiveLeases: 2,
 }
 
+/**
+ * The stake an address must hold to lease units of a paid job: the policy's `minStake`, or more when the
+ * price asks for it. An address at the floor rate p that starts lying is paid (1 − p)/p lies on average
+ * before a check catches it, and a slash takes `slashBps`/10,000 of its stake; cheating does not pay when
+ * stake × slashBps/10,000 ≥ price × (1 − p)/p (docs/verification.md).
+ */
+export function stakeNeeded(policy: VerificationPolicy, pricePerUnit: bigint, slashBps: number): bigint {
+  const minimum = BigInt(policy.minStake)
+  if (slashBps <= 0) return minimum
+  // (1 − p)/p in millionths, rounded up, so the rational floor rates (1/20) give exact integers.
+  const liesPerMillion = BigInt(Math.ceil(((1 - policy.floorCheckRate) / policy.floorCheckRate) * 1e6 - 1e-6))
+  const denominator = BigInt(slashBps) * 1_000_000n
+  const priced = (pricePerUnit * liesPerMillion * 10_000n + denominator - 1n) / denominator
+  return priced > minimum ? priced : minimum
+}
+
 export function verificationPolicy(spec: { verification?: VerificationPolicy | undefined }): VerificationPolicy {
   return spec.verification ?? DEFAULT_VERIFICATION
 }
