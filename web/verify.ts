@@ -19,6 +19,11 @@ const CHECKING = 'this unit is being checked; its answer is not served until the
 function verdict(record: UnitRecord, outputHash: string, deviceClass: string, kernelBundle: string): { text: string; kind: 'good' | 'bad' | 'muted' } {
   if (record.status === 'checking') return { text: `${CHECKING}: nothing to compare yet, try again later`, kind: 'muted' }
   if (!record.outputHash) return { text: `not accepted yet (${record.status}): nothing to compare`, kind: 'muted' }
+  if (record.status === 'rejected') {
+    return record.outputHash === outputHash
+      ? { text: 'equal to an answer the coordinator rejected: it was removed from the model as part of work found wrong', kind: 'muted' }
+      : { text: 'different from an answer the coordinator rejected (found wrong, removed from the model and its round rebuilt)', kind: 'good' }
+  }
   if (record.outputHash === outputHash) return { text: 'equal: the accepted update is reproduced bit for bit', kind: 'good' }
   if (promisesSameBitsEverywhere(kernelBundle)) return { text: 'DIFFERENT in exact mode, which gives the same bits on every device: evidence against the claim', kind: 'bad' }
   if (record.deviceClass === deviceClass) return { text: 'DIFFERENT on the same device class: evidence against the claim', kind: 'bad' }
