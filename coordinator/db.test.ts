@@ -92,6 +92,8 @@ for (const engine of TEST_ENGINES) {
         'check_status',
         'check_wanted_at',
         'referee_hash',
+        'check_class',
+        'referee_class',
       ])
     })
 

@@ -123,7 +123,7 @@ export async function unitRecord(ctx: JobContext, jobId: string, roundInput: unk
   const checking = unit.status === 'accepted' && (unit.check_status === 'wanted' || unit.check_status === 'referee')
   const accepted = unit.status === 'accepted' && !checking
   const [primary] = accepted && unit.lease_id ? await ctx.db.query<{ verdict: string }>(`SELECT verdict FROM attempts WHERE lease_id = $1`, [unit.lease_id]) : []
-  const rejected = primary?.verdict === 'rejected' || primary?.verdict === 'dropped'
+  const rejected = primary?.verdict === 'rejected' || primary?.verdict === 'dropped' || primary?.verdict === 'inconclusive'
   return {
     unit: { jobId: job.id, round, unit: index, inputHash },
     status: checking ? 'checking' : rejected ? 'rejected' : unit.status,

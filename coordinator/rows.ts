@@ -20,9 +20,11 @@ export interface JobRow {
 
 /**
  * A unit slot of a round. `lease_id` names its primary attempt: the one whose update is averaged.
- * `check_kind`: null (not sampled), 'peer' (re-executed by another address) or 'referee' (computed by
- * the coordinator itself: a canary, or the referee of a disagreement). `check_status`: 'wanted' (waiting
- * for a checker), 'referee' (the coordinator is computing it), 'passed'.
+ * `check_kind`: null (not sampled), 'peer' (re-executed by another address), 'referee' (computed by
+ * the coordinator itself: a canary, or the referee of a disagreement) or 'class' (a third run by an address
+ * of `check_class`, the primary's device class, because the referee's own class differs and the default
+ * bundle only promises the same bits within a class). `check_status`: 'wanted' (waiting for a checker),
+ * 'referee' (the coordinator is computing it), 'passed'.
  */
 export interface UnitRow {
   job_id: Hash
@@ -36,10 +38,13 @@ export interface UnitRow {
   examples: number | null
   train_loss: number | null
   device_class: string | null
-  check_kind: 'peer' | 'referee' | null
+  check_kind: 'peer' | 'referee' | 'class' | null
   check_status: 'wanted' | 'referee' | 'passed' | null
   check_wanted_at: string | number | null
   referee_hash: Hash | null
+  check_class: string | null
+  /** The device class of the referee's answer (`referee_hash`). */
+  referee_class: string | null
 }
 
 /**
@@ -49,7 +54,9 @@ export interface UnitRow {
  *   cheating), 'late' (a validly signed answer that came after the lease ended: kept as evidence only).
  * - `verdict` of a submitted answer: 'unchecked' (not sampled), 'pending' (its check is under way),
  *   'passed', 'rejected' (proven wrong: evidence for a slash), 'dropped' (removed unproven because its
- *   contributor was caught on another unit). Payable: submitted and unchecked or passed.
+ *   contributor was caught on another unit), 'inconclusive' (beyond the cross-class tolerance from the
+ *   referee, and no answer of its own class settled it: neither averaged nor paid, and nobody is flagged).
+ *   Payable: submitted and unchecked or passed.
  */
 export interface AttemptRow {
   lease_id: string
@@ -70,7 +77,7 @@ export interface AttemptRow {
   examples: number | null
   train_loss: number | null
   submitted_at: string | number | null
-  verdict: 'unchecked' | 'pending' | 'passed' | 'rejected' | 'dropped' | null
+  verdict: 'unchecked' | 'pending' | 'passed' | 'rejected' | 'dropped' | 'inconclusive' | null
   verdict_reason: string | null
   epoch: number | null
 }

@@ -1,6 +1,7 @@
 import { getAddress } from 'viem'
 import {
   compareAnswers,
+  comparisonRule,
   decodeTensorList,
   verificationPolicy,
   type Hash,
@@ -17,6 +18,13 @@ import { canVouch, rateFor, readReputation, recordFailure, recordReputation } fr
  * a round never waits on a check when its other contributors are gone (a lone tab, the last round).
  */
 export const PEER_CHECK_WAIT_MS = 10_000
+
+/**
+ * How long a unit waits for a third run in its primary's device class (asked for when the referee's class
+ * differs and the answers are beyond the tolerance) before it is settled as inconclusive: its answer is
+ * neither averaged nor paid, the unit is computed again, and nobody is flagged.
+ */
+export const CLASS_CHECK_WAIT_MS = 60_000
 
 /** What a freshly accepted primary gets: no check, a check by another address, or a canary. */
 export type CheckDecision = 'unchecked' | 'peer' | 'referee'
@@ -86,6 +94,10 @@ export async function settlePeerCheck(ctx: JobContext, check: AttemptRow): Promi
     return
   }
   const result = await agreement(ctx, job.spec, { hash: primary.output_hash!, deviceClass: primary.device_class! }, { hash: check.output_hash!, deviceClass: check.device_class! })
+  if (unit.check_kind === 'class') {
+    await settleClassCheck(ctx, job, unit, primary, check, result.agree)
+    return
+  }
   if (result.agree && !canVouch(await readReputation(ctx.db, check.contributor))) {
     // Agreement from an address without a record proves little (it may be the primary's own sybil): the
     // referee confirms, and judges both answers.
@@ -134,7 +146,13 @@ export async function runReferee(ctx: JobContext, jobId: Hash, round: number, in
     if (!primary?.output_hash) return
     const result = await ctx.referee.compute(job.spec, { jobId, round, unit: index, inputHash: primary.input_hash })
     await ctx.blobs.put(result.updateBytes, result.outputHash)
-    await ctx.db.query(`UPDATE units SET referee_hash = $4 WHERE job_id = $1 AND round = $2 AND unit = $3`, [jobId, round, index, result.outputHash])
+    await ctx.db.query(`UPDATE units SET referee_hash = $4, referee_class = $5 WHERE job_id = $1 AND round = $2 AND unit = $3`, [
+      jobId,
+      round,
+      index,
+      result.outputHash,
+      result.deviceClass,
+    ])
     const answers = await ctx.db.query<AttemptRow>(
       `SELECT * FROM attempts WHERE job_id = $1 AND round = $2 AND unit = $3 AND status = 'submitted' AND verdict = 'pending' AND input_hash = $4 ORDER BY kind DESC, lease_id`,
       [jobId, round, index, primary.input_hash],
@@ -158,10 +176,28 @@ export async function runReferee(ctx: JobContext, jobId: Hash, round: number, in
       })
     }
     let primaryWrong = false
+    let askClass: string | null = null
     for (const { a, verdict } of verdicts) {
       if (verdict.agree) continue
+      // Beyond the tolerance from a referee of another class (default bundle): the calibration's honest tail
+      // could put an honest answer here, so it convicts nobody. The primary waits for a third run in its
+      // own class; a checker's answer is simply not counted.
+      if (comparisonRule(job.spec.kernelBundle, a.device_class!, result.deviceClass) === 'tolerance') {
+        if (a.lease_id === primary.lease_id) askClass = a.device_class
+        else await settleInconclusive(ctx, a, `${verdict.why} against the coordinator's re-execution, in another device class`)
+        continue
+      }
       if (a.lease_id === primary.lease_id) primaryWrong = true
       await convict(ctx, a, `round ${round} unit ${index}: ${verdict.why} against the coordinator's own re-execution`, result.outputHash)
+    }
+    if (askClass) {
+      await ctx.db.query(
+        `UPDATE units SET check_kind = 'class', check_status = 'wanted', check_class = $5, check_wanted_at = $6
+          WHERE job_id = $1 AND round = $2 AND unit = $3 AND lease_id = $4`,
+        [jobId, round, index, primary.lease_id, askClass, ctx.now()],
+      )
+      ctx.log(`job ${jobId.slice(0, 10)} round ${round} unit ${index}: beyond the tolerance from the referee's class; asking for a run in ${askClass}`)
+      return
     }
     // A wrong primary of the current round was reopened by its conviction; one of a closed round stays in
     // place as evidence, its check over (the unit reads 'rejected').
@@ -186,6 +222,78 @@ async function afterSettlement(ctx: JobContext, job: JobRow, round: number): Pro
   const current = await jobRow(ctx.db, job.id)
   if (current.round === round) await closeRound(ctx, job.id, round)
   else ctx.events.emit('progress', job.id)
+}
+
+/**
+ * The third run, in the primary's device class, is in (the primary was beyond the tolerance from the
+ * referee's class). Equal bits from an address with a record clear the primary. A different answer that
+ * is within the tolerance of the referee proves the primary wrong (same class, different bits, and the
+ * other answer is the one the referee supports). Anything else decides nothing: both are inconclusive.
+ */
+async function settleClassCheck(ctx: JobContext, job: JobRow, unit: UnitRow, primary: AttemptRow, third: AttemptRow, agree: boolean): Promise<void> {
+  const now = ctx.now()
+  if (agree && primary.device_class === third.device_class && canVouch(await readReputation(ctx.db, third.contributor))) {
+    await ctx.db.transaction(async (tx) => {
+      await tx.query(
+        `UPDATE attempts SET verdict = 'passed', verdict_at = $2, verdict_reason = 'same bits as another address of its device class' WHERE lease_id = ANY($1::text[]) AND verdict = 'pending'`,
+        [[primary.lease_id, third.lease_id], now],
+      )
+      await tx.query(`UPDATE units SET check_status = 'passed' WHERE job_id = $1 AND round = $2 AND unit = $3`, [job.id, unit.round, unit.unit])
+      await recordReputation(tx, primary.contributor, 'passed', now)
+      await recordReputation(tx, third.contributor, 'passed', now)
+    })
+    await afterSettlement(ctx, job, unit.round)
+    return
+  }
+  const thirdSupported =
+    !agree &&
+    unit.referee_hash !== null &&
+    (await agreement(ctx, job.spec, { hash: third.output_hash!, deviceClass: third.device_class! }, { hash: unit.referee_hash, deviceClass: unit.referee_class! })).agree
+  if (thirdSupported && primary.device_class === third.device_class) {
+    await ctx.db.transaction(async (tx) => {
+      await tx.query(`UPDATE attempts SET verdict = 'passed', verdict_at = $2, verdict_reason = 'agreed with the referee' WHERE lease_id = $1 AND verdict = 'pending'`, [third.lease_id, now])
+      await recordReputation(tx, third.contributor, 'passed', now)
+    })
+    await convict(ctx, primary, `round ${unit.round} unit ${unit.unit}: different bits from another answer of its own device class (${primary.device_class}) that agrees with the coordinator's re-execution`, unit.referee_hash)
+    await afterSettlement(ctx, job, unit.round)
+    return
+  }
+  await settleInconclusive(ctx, third, 'a third run that settled nothing')
+  await settleInconclusive(ctx, primary, 'no answer of its own device class settled a disagreement with the referee of another class')
+}
+
+/**
+ * An answer nobody could decide about: not averaged (its round is reissued or rebuilt without it), not
+ * paid, and nobody is flagged, since an honest answer in the calibration's tail can land here. A liar
+ * claiming a made-up device class to force this path gains nothing: it is not paid.
+ */
+export async function settleInconclusive(ctx: JobContext, attempt: AttemptRow, reason: string): Promise<void> {
+  const now = ctx.now()
+  const job = await ctx.db.transaction(async (tx) => {
+    const changed = await tx.query(
+      `UPDATE attempts SET verdict = 'inconclusive', verdict_reason = $2, verdict_at = $3 WHERE lease_id = $1 AND verdict = 'pending' RETURNING lease_id`,
+      [attempt.lease_id, reason, now],
+    )
+    if (!changed.length || attempt.kind !== 'primary') return null
+    const reopened = await tx.query<{ job_id: Hash }>(
+      `UPDATE units u SET status = 'open', lease_id = NULL, leased_to = NULL, lease_expires_at = NULL, output_hash = NULL,
+              check_kind = NULL, check_status = NULL, check_wanted_at = NULL, referee_hash = NULL, check_class = NULL, referee_class = NULL
+         FROM jobs j WHERE u.lease_id = $1 AND j.id = u.job_id AND j.round = u.round RETURNING u.job_id`,
+      [attempt.lease_id],
+    )
+    if (reopened.length) {
+      await tx.query(`UPDATE jobs SET accepted_in_round = greatest(0, accepted_in_round - 1) WHERE id = $1`, [attempt.job_id])
+    } else {
+      await tx.query(`UPDATE units SET check_status = NULL WHERE lease_id = $1`, [attempt.lease_id])
+      await tx.query(`UPDATE rounds SET dirty = true WHERE job_id = $1 AND round = $2`, [attempt.job_id, attempt.round])
+    }
+    return attempt.job_id
+  })
+  ctx.log(`job ${attempt.job_id.slice(0, 10)} round ${attempt.round} unit ${attempt.unit}: ${attempt.contributor.slice(0, 8)}'s answer inconclusive (${reason})`)
+  if (job) {
+    await rebuildDirtyRounds(ctx, job)
+    ctx.events.emit('progress', job)
+  }
 }
 
 /**
@@ -221,7 +329,7 @@ export async function convict(ctx: JobContext, attempt: AttemptRow, reason: stri
     // (answers of other addresses compared with nothing now) are paid like unsampled work.
     const reopened = await tx.query<{ job_id: Hash; round: number; unit: number; was_accepted: boolean }>(
       `UPDATE units u SET status = 'open', lease_id = NULL, leased_to = NULL, lease_expires_at = NULL, output_hash = NULL,
-              check_kind = NULL, check_status = NULL, check_wanted_at = NULL, referee_hash = NULL
+              check_kind = NULL, check_status = NULL, check_wanted_at = NULL, referee_hash = NULL, check_class = NULL, referee_class = NULL
          FROM jobs j, (SELECT lease_id, status = 'accepted' AS was_accepted FROM units WHERE lease_id = ANY($1::text[])) prev
         WHERE u.lease_id = prev.lease_id AND j.id = u.job_id AND j.round = u.round
         RETURNING u.job_id, u.round, u.unit, prev.was_accepted`,
@@ -297,12 +405,21 @@ export async function verificationTick(ctx: JobContext): Promise<void> {
   const stalled = await ctx.db.query<{ job_id: Hash; round: number; unit: number }>(
     `UPDATE units u SET check_status = 'referee'
        FROM jobs j
-      WHERE j.id = u.job_id AND j.status = 'active' AND u.check_status = 'wanted' AND u.check_wanted_at <= $1
+      WHERE j.id = u.job_id AND j.status = 'active' AND u.check_status = 'wanted' AND u.check_kind = 'peer' AND u.check_wanted_at <= $1
         AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = u.job_id AND a.round = u.round AND a.unit = u.unit
                           AND a.kind = 'check' AND ((a.status = 'submitted' AND a.verdict = 'pending') OR (a.status = 'leased' AND a.expires_at > $2)))
       RETURNING u.job_id, u.round, u.unit`,
     [now - PEER_CHECK_WAIT_MS, now],
   )
+  // Third runs nobody of the class took: inconclusive, the unit computed again.
+  const unanswered = await ctx.db.query<AttemptRow>(
+    `SELECT a.* FROM units u JOIN attempts a ON a.lease_id = u.lease_id
+      WHERE u.check_kind = 'class' AND u.check_status = 'wanted' AND u.check_wanted_at <= $1
+        AND NOT EXISTS (SELECT 1 FROM attempts c WHERE c.job_id = u.job_id AND c.round = u.round AND c.unit = u.unit AND c.kind = 'check'
+                          AND (c.verdict = 'pending' OR (c.status = 'leased' AND c.expires_at > $2)))`,
+    [now - CLASS_CHECK_WAIT_MS, now],
+  )
+  for (const primary of unanswered) await settleInconclusive(ctx, primary, `no address of its device class (${primary.device_class}) ran it again within ${CLASS_CHECK_WAIT_MS / 1000} s`)
   const waiting = await ctx.db.query<{ job_id: Hash; round: number; unit: number }>(
     `SELECT job_id, round, unit FROM units WHERE check_status = 'referee'`,
   )
