@@ -8,7 +8,12 @@ import { BARELY_CHECKED, leased, makeSubmission, testJobBase, type TestJobBase }
 import { startTemporaryCoordinator, type TemporaryCoordinator } from '../testing/inProcess.ts'
 import { Settlement } from './settlement.ts'
 
-const PRICE = 2n * 10n ** 18n
+/**
+ * A small price: the job is checked at the lowest rate a spec allows (its updates are made up), and the
+ * stake a paid job needs grows with price ÷ check rate (stakeNeeded); at this price it is the policy's
+ * minimum, which the faucet stakes.
+ */
+const PRICE = 2n * 10n ** 9n
 /** The job costs 3 rounds × 2 units = 6 units; the budget pays for 10, so 4 units' worth goes back. */
 const BUDGET = 10n * PRICE
 const CHALLENGE_WINDOW = 60
@@ -85,7 +90,7 @@ describe('settlement on the local chain', () => {
   it('issues no unit of a paid job until its escrow deposit is seen on-chain, then shows the deposit', async () => {
     const waiting = await coordinator.jobs.lease(jobId, alice.address)
     expect(waiting.status).toBe('wait')
-    expect(waiting.status === 'wait' && waiting.reason).toMatch(/escrow deposit \(0 TTT of 20 TTT deposited\)/)
+    expect(waiting.status === 'wait' && waiting.reason).toMatch(/escrow deposit \(0 TTT of 0\.00000002 TTT deposited\)/)
     expect((await coordinator.jobs.getJob(jobId)).payment).toMatchObject({ status: 'awaiting_deposit', deposited: '0' })
 
     const owner = chain().transactions.wallet
