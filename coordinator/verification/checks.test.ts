@@ -445,6 +445,8 @@ for (const engine of TEST_ENGINES) {
         const c1 = await job.lease(carol)
         const honest = update()
         await job.submit(d, dave, scaled(honest, 1.1), { draws: PEER, backend: 'webgpu' })
+        // A millisecond later, so that carol's latest answer is this wasm one (the store orders by time).
+        job.clock.t += 1
         await job.submit(c1, carol, update(), { draws: NOT_SAMPLED, backend: 'wasm' })
         const check1 = await job.lease(voucher)
         job.referee.answer(d.unit, honest, job.cls('cpu'))
