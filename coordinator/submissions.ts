@@ -11,7 +11,9 @@ import { CoordinatorError } from './errors.ts'
 import { closeRound } from './rounds.ts'
 import { attemptRow, jobRow } from './rows.ts'
 import { checkSubmission } from './submissionChecks.ts'
-import { decideCheck, detectDoubleSigning, runReferee, settlePeerCheck } from './verification/checks.ts'
+import { runReferee, settlePeerCheck } from './verification/checks.ts'
+import { detectDoubleSigning } from './verification/convictions.ts'
+import { decideCheck } from './verification/sampling.ts'
 import { recordReputation } from './verification/reputation.ts'
 
 /**
