@@ -505,7 +505,7 @@ for (const engine of TEST_ENGINES) {
         // Bob signs a valid claim of his own about alice's unit and sends it on alice's lease.
         const sub = await makeSubmission({ lease: a, account: bob, shapes: base.shapes, seed: uniqueSeed() })
         expect(sub.claim.contributor).toBe(bob.address)
-        await expectRefused(ctx, 'lease_not_yours', () => ctx.jobs.submit(a.id, sub.body), new RegExp(`belongs to ${alice.address}`))
+        await expectRefused(ctx, 'lease_not_yours', () => ctx.jobs.submit(a.id, sub.body), new RegExp(`not a lease of ${bob.address}`))
         expect(await blobs.has(sub.outputHash)).toBe(false)
       })
 

@@ -171,7 +171,10 @@ describe('checkSubmission', () => {
     it("lease_not_yours: a correctly signed claim on someone else's lease", () => {
       const answer = refusal({ ...valid, attempt: attemptRow({ contributor: bob.address }) })
       expect(answer).toMatchObject({ code: 'lease_not_yours', status: 403 })
-      expect(answer.message).toContain(`not to ${alice.address}`)
+      expect(answer.message).toContain(`not a lease of ${alice.address}`)
+      // Nothing about the lease itself: not its owner, not its unit.
+      expect(answer.message).not.toContain(bob.address)
+      expect(answer.message).not.toContain(`unit ${UNIT}`)
     })
 
     it.each(['submitted', 'late'] as const)('already_submitted: the lease already has an answer (%s)', (status) => {
@@ -253,8 +256,8 @@ describe('checkSubmission', () => {
     const breakages: [ErrorCode, (f: SubmissionFacts) => SubmissionFacts][] = [
       ['bad_signature', (f) => ({ ...f, signed: forged.signed, signer: forged.signer })],
       ['lease_not_found', (f) => ({ ...f, attempt: null })],
-      ['claim_mismatch', (f) => ({ ...f, attempt: { ...f.attempt!, unit: UNIT + 1 } })],
       ['lease_not_yours', (f) => ({ ...f, attempt: { ...f.attempt!, contributor: bob.address } })],
+      ['claim_mismatch', (f) => ({ ...f, attempt: { ...f.attempt!, unit: UNIT + 1 } })],
       ['already_submitted', (f) => ({ ...f, attempt: { ...f.attempt!, status: 'submitted' } })],
       ['stale_round', (f) => ({ ...f, job: { ...f.job, round: ROUND + 1 } })],
       ['lease_expired', (f) => ({ ...f, now: EXPIRES_AT + 60_000 })],

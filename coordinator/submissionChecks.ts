@@ -36,7 +36,7 @@ export interface CheckedSubmission {
 /**
  * Every check a submission must pass before anything is recorded, as one pure function: no store, no
  * clock, no network, so each refusal is tested on its own. Throws CoordinatorError with the stable code of
- * the first check that fails, in this order: signature, lease, claim ↔ lease, owner, replay, round,
+ * the first check that fails, in this order: signature, lease, owner, claim ↔ lease, replay, round,
  * expiry, input, output hash, tensor bytes, shapes, finiteness.
  */
 export function checkSubmission(facts: SubmissionFacts): CheckedSubmission {
@@ -51,14 +51,16 @@ export function checkSubmission(facts: SubmissionFacts): CheckedSubmission {
     )
   }
   if (!attempt) throw new CoordinatorError('lease_not_found', `no lease ${leaseId}`)
+  // Whose lease it is comes first, and says nothing about the lease: someone who learned another
+  // address's lease id learns neither its unit nor its owner.
+  if (attempt.contributor !== claim.contributor) {
+    throw new CoordinatorError('lease_not_yours', `lease ${leaseId} is not a lease of ${claim.contributor}`)
+  }
   if (attempt.job_id !== claim.jobId || attempt.round !== claim.round || attempt.unit !== claim.unit) {
     throw new CoordinatorError(
       'claim_mismatch',
       `lease ${leaseId} is for job ${attempt.job_id} round ${attempt.round} unit ${attempt.unit}, the claim names job ${claim.jobId} round ${claim.round} unit ${claim.unit}`,
     )
-  }
-  if (attempt.contributor !== claim.contributor) {
-    throw new CoordinatorError('lease_not_yours', `lease ${leaseId} belongs to ${attempt.contributor}, not to ${claim.contributor}`)
   }
   if (attempt.status === 'submitted' || attempt.status === 'late') {
     throw new CoordinatorError('already_submitted', `round ${attempt.round} unit ${attempt.unit} already has an answer for this lease (replayed claim)`)
