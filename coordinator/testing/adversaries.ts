@@ -43,6 +43,8 @@ function relabel(output: UnitOutput, update: TensorList): UnitOutput {
 export interface LiarStats {
   units: number
   lies: number
+  /** Lies the coordinator accepted (a lie whose lease ran out, or whose round closed, was never recorded). */
+  acceptedLies: number
   /** Answers of other units the copying checker managed to fetch for the unit it held. */
   copied: number
   /** Times it tried to fetch its own unit's answer and was served nothing. */
@@ -59,13 +61,20 @@ export function createAdversary(params: {
   const privateKey = params.privateKey ?? generatePrivateKey()
   const client = new CoordinatorClient(params.coordinatorUrl)
   const runner = createUnitRunner(memoryCached({ get: (hash) => client.blob(hash) }))
-  const stats: LiarStats = { units: 0, lies: 0, copied: 0, copyRefused: 0 }
+  const stats: LiarStats = { units: 0, lies: 0, acceptedLies: 0, copied: 0, copyRefused: 0 }
+  const lieHashes = new Set<string>()
   const account = privateKeyToAccount(privateKey)
   const honest = async (spec: JobSpec, unit: WorkUnit) => {
     await useCpuKernelsFor(spec, 'cpu')
     return { ...(await runner.run(spec, unit)), deviceClass: nodeDeviceClass(spec.kernelBundle) }
   }
   const lie = async (spec: JobSpec, unit: WorkUnit): Promise<UnitOutput> => {
+    const before = stats.lies
+    const answer = await tell(spec, unit)
+    if (stats.lies > before) lieHashes.add(answer.outputHash)
+    return answer
+  }
+  const tell = async (spec: JobSpec, unit: WorkUnit): Promise<UnitOutput> => {
     const output = await honest(spec, unit)
     stats.units += 1
     const update = decodeTensorList(output.updateBytes)
@@ -136,7 +145,10 @@ export function createAdversary(params: {
     signer: account,
     deviceClass: nodeDeviceClass(KERNEL_BUNDLE),
     jobId: params.jobId,
-    onEvent: params.onEvent,
+    onEvent: (event) => {
+      if (event.type === 'unit-accepted' && lieHashes.has(event.report.outputHash)) stats.acceptedLies += 1
+      params.onEvent?.(event)
+    },
   })
   return { scheduler, address: account.address, stats }
 }

@@ -186,8 +186,8 @@ async function assertOutcome(run: Awaited<ReturnType<typeof runAttackedJob>>, pe
     if (party.kind === 'honest') {
       expect(reputation, `honest ${party.address} was flagged`).toMatchObject({ banned: false, checksFailed: 0, unitsRejected: 0, slashes: 0 })
       expect(stake, `honest ${party.address} lost stake`).toBe(party.stakeBefore)
-    } else if (persistent.includes(party.kind) && party.stats.lies > 0) {
-      expect(reputation.banned, `${party.kind} liar ${party.address} (${party.stats.lies} lies) was not caught`).toBe(true)
+    } else if (persistent.includes(party.kind) && party.stats.acceptedLies > 0) {
+      expect(reputation.banned, `${party.kind} liar ${party.address} (${party.stats.acceptedLies} lies accepted) was not caught`).toBe(true)
       expect(stake, `${party.kind} liar ${party.address} was not slashed`).toBeLessThan(party.stakeBefore)
     }
   }

@@ -383,7 +383,7 @@ for (const engine of TEST_ENGINES) {
         expect(await job.unit(0, 0)).toMatchObject({ status: 'accepted', outputHash: hd, contributor: dave.address })
       })
 
-      it('pays a check answered after its primary was removed like unsampled work, and it holds nothing up', async () => {
+      it('judges a check answered after its primary was removed by the referee alone, and it holds nothing up', async () => {
         const job = await newJob()
         const [alice, bob, dave] = [fresh(), fresh(), fresh()]
         const a0 = await job.lease(alice)
@@ -398,10 +398,13 @@ for (const engine of TEST_ENGINES) {
         await until('alice to be banned', () => job.banned(alice))
         expect(await job.unit(0, 0)).toMatchObject({ status: 'open' })
 
+        // Nothing to compare bob's answer with: the referee judges it alone (a liar checking a liar is not
+        // paid unjudged). It agrees, so bob's answer passes.
+        job.referee.answer(a0.unit, ua, job.cls('webgpu'))
         const { hash: hb } = await job.submit(check, bob, ua)
-        expect((await job.attempt(check.id)).verdict).toBe('unchecked')
+        await until("bob's answer to be judged", async () => (await job.attempt(check.id)).verdict === 'passed')
         expect(await job.jobs.isUnderCheck(hb)).toBe(false)
-        expect(await job.rep(bob)).toMatchObject({ banned: false, checksFailed: 0 })
+        expect(await job.rep(bob)).toMatchObject({ banned: false, checksFailed: 0, checksPassed: 1 })
 
         // The unit's next answer is checked as usual: by the referee once nobody else takes the check.
         const d = await job.lease(dave)

@@ -64,9 +64,9 @@ export async function settlePeerCheck(ctx: JobContext, check: AttemptRow): Promi
   if (!unit) return
   const [primary] = unit.lease_id ? await ctx.db.query<AttemptRow>(`SELECT * FROM attempts WHERE lease_id = $1`, [unit.lease_id]) : []
   if (!primary || primary.status !== 'submitted' || primary.verdict !== 'pending') {
-    // The primary was removed meanwhile (its contributor caught elsewhere): this answer is honest-looking
-    // work nobody can compare now; it is paid like an unsampled unit.
-    await ctx.db.query(`UPDATE attempts SET verdict = 'unchecked', verdict_at = $2 WHERE lease_id = $1 AND verdict = 'pending'`, [check.lease_id, ctx.now()])
+    // The primary was removed meanwhile (its contributor caught elsewhere): nothing to compare with, so
+    // the referee judges this answer alone. Paying it unjudged would pay a liar who checked a liar.
+    void judgeAlone(ctx, check)
     return
   }
   const result = await agreement(ctx, job.spec, { hash: primary.output_hash!, deviceClass: primary.device_class! }, { hash: check.output_hash!, deviceClass: check.device_class! })
@@ -153,6 +153,9 @@ export async function runReferee(ctx: JobContext, jobId: Hash, round: number, in
     }
     let primaryWrong = false
     let askClass: string | null = null
+    // Checkers first: the primary's conviction reopens the unit, and would leave their answers to be judged
+    // again, alone.
+    verdicts.sort((x, y) => Number(x.a.lease_id === primary.lease_id) - Number(y.a.lease_id === primary.lease_id))
     for (const { a, verdict } of verdicts) {
       if (verdict.agree) continue
       // Beyond the tolerance from a referee of another class (default bundle): the calibration's honest tail
@@ -187,6 +190,46 @@ export async function runReferee(ctx: JobContext, jobId: Hash, round: number, in
     await afterSettlement(ctx, job, round)
   } catch (error) {
     ctx.log(`referee for job ${jobId.slice(0, 10)} round ${round} unit ${index} failed: ${(error as Error).message}; retried on the next tick`)
+  } finally {
+    busy.delete(key)
+  }
+}
+
+/**
+ * A check's answer whose primary is gone: the referee computes the unit from the input the answer claims
+ * and judges it by the usual rules. Without a referee, or beyond the tolerance from a referee of another
+ * class, it is inconclusive (not paid, nobody flagged).
+ */
+export async function judgeAlone(ctx: JobContext, attempt: AttemptRow): Promise<void> {
+  const key = `alone/${attempt.lease_id}`
+  const busy = running.get(ctx) ?? new Set<string>()
+  running.set(ctx, busy)
+  if (busy.has(key)) return
+  busy.add(key)
+  try {
+    const [current] = await ctx.db.query<AttemptRow>(`SELECT * FROM attempts WHERE lease_id = $1`, [attempt.lease_id])
+    if (current?.verdict !== 'pending') return
+    if (!ctx.referee) return settleInconclusive(ctx, attempt, 'its primary was removed and no referee can judge it alone')
+    const job = await jobRow(ctx.db, attempt.job_id)
+    const result = await ctx.referee.compute(job.spec, { jobId: attempt.job_id, round: attempt.round, unit: attempt.unit, inputHash: attempt.input_hash })
+    await ctx.blobs.put(result.updateBytes, result.outputHash)
+    const verdict = await agreement(ctx, job.spec, { hash: attempt.output_hash!, deviceClass: attempt.device_class! }, { hash: result.outputHash, deviceClass: result.deviceClass })
+    if (verdict.agree) {
+      const now = ctx.now()
+      await ctx.db.transaction(async (tx) => {
+        const passed = await tx.query(
+          `UPDATE attempts SET verdict = 'passed', verdict_at = $2, verdict_reason = 'agreed with the referee' WHERE lease_id = $1 AND verdict = 'pending' RETURNING lease_id`,
+          [attempt.lease_id, now],
+        )
+        if (passed.length) await recordReputation(tx, attempt.contributor, 'passed', now)
+      })
+    } else if (comparisonRule(job.spec.kernelBundle, attempt.device_class!, result.deviceClass) === 'tolerance') {
+      await settleInconclusive(ctx, attempt, `${verdict.why} against the coordinator's re-execution, in another device class`)
+    } else {
+      await convict(ctx, attempt, `round ${attempt.round} unit ${attempt.unit}: ${verdict.why} against the coordinator's own re-execution`, result.outputHash)
+    }
+  } catch (error) {
+    ctx.log(`referee for a lone answer (lease ${attempt.lease_id}) failed: ${(error as Error).message}; retried on the next tick`)
   } finally {
     busy.delete(key)
   }
@@ -262,6 +305,14 @@ export async function verificationTick(ctx: JobContext): Promise<void> {
     [now - CLASS_CHECK_WAIT_MS, now],
   )
   for (const primary of unanswered) await settleInconclusive(ctx, primary, `no address of its device class (${primary.device_class}) ran it again within ${CLASS_CHECK_WAIT_MS / 1000} s`)
+  // Check answers whose primary is gone (its contributor was caught): judged alone, also after a restart.
+  const orphans = await ctx.db.query<AttemptRow>(
+    `SELECT c.* FROM attempts c
+      WHERE c.kind = 'check' AND c.status = 'submitted' AND c.verdict = 'pending'
+        AND NOT EXISTS (SELECT 1 FROM units u JOIN attempts p ON p.lease_id = u.lease_id
+                         WHERE u.job_id = c.job_id AND u.round = c.round AND u.unit = c.unit AND p.verdict = 'pending')`,
+  )
+  for (const orphan of orphans) await judgeAlone(ctx, orphan)
   const waiting = await ctx.db.query<{ job_id: Hash; round: number; unit: number }>(
     `SELECT job_id, round, unit FROM units WHERE check_status = 'referee'`,
   )

@@ -2,7 +2,7 @@ import type { Hash } from '../../src/protocol/index.ts'
 import type { JobContext } from '../context.ts'
 import { rebuildDirtyRounds } from '../rounds.ts'
 import type { AttemptRow } from '../rows.ts'
-import { runReferee } from './checks.ts'
+import { judgeAlone, runReferee } from './checks.ts'
 import { recordFailure } from './reputation.ts'
 
 /**
@@ -69,7 +69,8 @@ export async function convict(ctx: JobContext, attempt: AttemptRow, reason: stri
     )
     const removed = [attempt.lease_id, ...dropped.filter((d) => d.kind === 'primary').map((d) => d.lease_id), ...revoked.map((r) => r.lease_id)]
     // Units of current rounds whose primary is gone open again for someone else; their pending checks
-    // (answers of other addresses compared with nothing now) are paid like unsampled work.
+    // (answers of other addresses compared with nothing now) are judged alone by the referee.
+    const orphaned: AttemptRow[] = []
     const reopened = await tx.query<{ job_id: Hash; round: number; unit: number; was_accepted: boolean }>(
       `UPDATE units u SET status = 'open', lease_id = NULL, leased_to = NULL, lease_expires_at = NULL, output_hash = NULL,
               check_kind = NULL, check_status = NULL, check_wanted_at = NULL, referee_hash = NULL, check_class = NULL, referee_class = NULL
@@ -80,10 +81,11 @@ export async function convict(ctx: JobContext, attempt: AttemptRow, reason: stri
     )
     for (const u of reopened) {
       if (u.was_accepted) await tx.query(`UPDATE jobs SET accepted_in_round = greatest(0, accepted_in_round - 1) WHERE id = $1 AND round = $2`, [u.job_id, u.round])
-      await tx.query(
-        `UPDATE attempts SET verdict = 'unchecked', verdict_at = $4 WHERE job_id = $1 AND round = $2 AND unit = $3 AND kind = 'check' AND verdict = 'pending'`,
-        [u.job_id, u.round, u.unit, now],
+      const orphans = await tx.query<AttemptRow>(
+        `SELECT * FROM attempts WHERE job_id = $1 AND round = $2 AND unit = $3 AND kind = 'check' AND status = 'submitted' AND verdict = 'pending'`,
+        [u.job_id, u.round, u.unit],
       )
+      orphaned.push(...orphans)
     }
     // Closed rounds that averaged a removed primary are rebuilt without it.
     const dirty = await tx.query<{ job_id: Hash }>(
@@ -104,10 +106,11 @@ export async function convict(ctx: JobContext, attempt: AttemptRow, reason: stri
       await tx.query(`UPDATE units SET check_kind = 'referee', check_status = 'referee' WHERE job_id = $1 AND round = $2 AND unit = $3`, [v.job_id, v.round, v.unit])
     }
     await recordFailure(tx, contributor, reason, 1 + dropped.length, now)
-    return { jobs: new Set([attempt.job_id, ...dirty.map((d) => d.job_id), ...reopened.map((r) => r.job_id)]), vouched }
+    return { jobs: new Set([attempt.job_id, ...dirty.map((d) => d.job_id), ...reopened.map((r) => r.job_id)]), vouched, orphaned }
   })
   ctx.log(`${contributor} caught: ${reason}; banned, ${affected.vouched.length} unit(s) it vouched for go to the referee`)
   for (const v of affected.vouched) void runReferee(ctx, v.job_id, v.round, v.unit)
+  for (const orphan of affected.orphaned) if (orphan.contributor !== contributor) void judgeAlone(ctx, orphan)
   for (const jobId of affected.jobs) {
     await rebuildDirtyRounds(ctx, jobId)
     ctx.events.emit('progress', jobId)
