@@ -219,6 +219,7 @@ const MIGRATIONS: string[] = [
    CREATE INDEX attempts_unit ON attempts (job_id, round, unit);
    CREATE INDEX attempts_live ON attempts (job_id, contributor) WHERE status = 'leased';
    CREATE INDEX attempts_contributor ON attempts (contributor, submitted_at);
+   CREATE INDEX attempts_pending_checks ON attempts (job_id, round, unit) WHERE kind = 'check' AND verdict = 'pending';
    CREATE INDEX attempts_unsettled ON attempts (job_id) WHERE epoch IS NULL AND verdict IS NOT NULL;
    ALTER TABLE units ADD COLUMN check_kind text;
    ALTER TABLE units ADD COLUMN check_status text;
@@ -226,6 +227,7 @@ const MIGRATIONS: string[] = [
    ALTER TABLE units ADD COLUMN referee_hash text;
    ALTER TABLE units ADD COLUMN check_class text;
    ALTER TABLE units ADD COLUMN referee_class text;
+   CREATE INDEX units_checking ON units (check_status) WHERE check_status IN ('wanted', 'referee');
    ALTER TABLE rounds ADD COLUMN base_hash text;
    ALTER TABLE rounds ADD COLUMN rebuilds integer NOT NULL DEFAULT 0;
    ALTER TABLE rounds ADD COLUMN rebuilt_at bigint;

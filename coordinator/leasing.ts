@@ -58,11 +58,6 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
   const now = ctx.now()
   const probation = Number(reputation.leases_abandoned) > Number(reputation.units_accepted) + ABANDON_SLACK
   const maxLive = probation ? 1 : policy.maxLiveLeases
-  const [last] = await ctx.db.query<{ device_class: string }>(
-    `SELECT device_class FROM attempts WHERE contributor = $1 AND status = 'submitted' AND device_class IS NOT NULL ORDER BY submitted_at DESC LIMIT 1`,
-    [contributor],
-  )
-  const lastClass = last?.device_class ?? null
   const ttlMs = (job.spec.training.leaseTtlSeconds * 1000) / (probation ? PROBATION_TTL_SHARE : 1)
   const leaseId = randomUUID()
   const leased = await ctx.db.transaction(async (tx) => {
@@ -94,12 +89,14 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
     const [check] = await tx.query<UnitRow>(
       `SELECT * FROM units u
         WHERE u.job_id = $1 AND u.round = $2 AND u.status = 'accepted' AND u.check_status = 'wanted'
-          AND (u.check_kind = 'peer' OR (u.check_kind = 'class' AND u.check_class = $5))
+          AND (u.check_kind = 'peer' OR (u.check_kind = 'class' AND u.check_class = (
+                SELECT device_class FROM attempts WHERE contributor = $3 AND status = 'submitted' AND device_class IS NOT NULL
+                 ORDER BY submitted_at DESC LIMIT 1)))
           AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = u.job_id AND a.round = u.round AND a.unit = u.unit
                             AND (a.contributor = $3 OR (a.kind = 'check' AND a.status = 'leased' AND a.expires_at > $4)))
         ORDER BY u.unit LIMIT 1
         FOR UPDATE SKIP LOCKED`,
-      [job.id, job.round, contributor, now, lastClass],
+      [job.id, job.round, contributor, now],
     )
     if (check) return record(check.unit, 'check')
     // Open units first, in index order, then units whose lease ran out. Two index range scans instead of

@@ -84,8 +84,8 @@ export async function submitAnswer(ctx: JobContext, leaseId: string, body: Uint8
           decision === 'unchecked' ? null : decision, decision === 'unchecked' ? null : decision === 'peer' ? 'wanted' : 'referee', decision === 'peer' ? now : null],
       )
       if (units.length === 0) throw new CoordinatorError('lease_expired', `lease ${leaseId} no longer holds its unit; the unit went back to the queue`)
-      // A counter on the job row rather than a count over the round: the row lock it takes serialises
-      // accepts per job, so two concurrent last submissions cannot both miss the round's completion.
+      // The job row's counter (read by the payment summary) doubles as the guard that the round is still
+      // the current one: its row lock orders this accept against a concurrent close.
       const [counter] = await tx.query(`UPDATE jobs SET accepted_in_round = accepted_in_round + 1 WHERE id = $1 AND round = $2 RETURNING id`, [
         job!.id,
         job!.round,
