@@ -15,7 +15,7 @@ export interface JobPayments {
   /** Why no unit of this round may be issued now (no deposit yet, budget used up), or null. */
   leaseBlocker(job: { id: Hash; spec: JobSpec; round: number }): Promise<string | null>
   /** The escrow and earnings of a paid job, null for a volunteer job. */
-  describe(job: { id: Hash; spec: JobSpec; round: number; acceptedInRound: number }): Promise<JobPayment | null>
+  describe(job: { id: Hash; spec: JobSpec; round: number }): Promise<JobPayment | null>
 }
 
 /** Stake an address holds in StakeManager (active + pending), as the chain says. */

@@ -10,7 +10,7 @@ const GOOD_ANSWER = `status = 'submitted' AND verdict IN ('unchecked', 'pending'
 
 export async function jobSummary(ctx: JobContext, row: JobRow): Promise<JobSummary> {
   const payment = ctx.payments
-    ? await ctx.payments.describe({ id: row.id, spec: row.spec, round: row.round, acceptedInRound: Number(row.accepted_in_round) })
+    ? await ctx.payments.describe({ id: row.id, spec: row.spec, round: row.round })
     : null
   return {
     id: row.id,

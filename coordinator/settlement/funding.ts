@@ -3,7 +3,7 @@ import { jobEscrowAbi } from '../../contracts/generated/index.ts'
 import type { ChainInfo, Hash, JobPayment, JobSpec } from '../../src/protocol/index.ts'
 import type { Database } from '../db.ts'
 import type { JobPayments } from '../jobs.ts'
-import type { FundedJob } from './earnings.ts'
+import { PAYABLE, type FundedJob } from './earnings.ts'
 
 export interface FundingState {
   /** The job spec's requester: the only address whose escrow funds the job. */
@@ -149,11 +149,11 @@ export class EscrowWatcher implements JobPayments {
     return null
   }
 
-  async describe(job: { id: Hash; spec: JobSpec; round: number; acceptedInRound: number }): Promise<JobPayment | null> {
+  async describe(job: { id: Hash; spec: JobSpec; round: number }): Promise<JobPayment | null> {
     const payment = job.spec.payment
     if (!payment) return null
     const state = await this.state(job.id)
-    const [deposits, funding] = await Promise.all([
+    const [deposits, funding, payable, charged] = await Promise.all([
       // Only the named requester's deposits fund the job; others under the same spec hash are not shown as its.
       this.options.db.query<{ tx_hash: Hex; amount: string; block_number: string }>(
         `SELECT tx_hash, amount, block_number FROM escrow_deposits
@@ -164,10 +164,14 @@ export class EscrowWatcher implements JobPayments {
         this.options.deployment,
         job.id,
       ]),
+      this.options.db.query<{ n: string }>(`SELECT count(*) AS n FROM attempts WHERE job_id = $1 AND ${PAYABLE}`, [job.id]),
+      this.options.charged(job.id),
     ])
     const price = BigInt(payment.pricePerUnit)
-    const acceptedUnits = BigInt(job.round * job.spec.training.unitsPerRound + job.acceptedInRound)
-    const earnedUncapped = acceptedUnits * price
+    // What epochs pay for: every payable answer, checks included (earnings.ts counts the same), and never
+    // less than posted roots already charged (an answer dropped after its charge stays paid for).
+    const payableTotal = BigInt(payable[0]?.n ?? 0) * price
+    const earnedUncapped = payableTotal > charged ? payableTotal : charged
     const earned = earnedUncapped < state.deposited ? earnedUncapped : state.deposited
     return {
       status: state.closed || state.refunded ? 'closed' : state.deposited >= BigInt(payment.budget) ? 'funded' : 'awaiting_deposit',
@@ -175,7 +179,7 @@ export class EscrowWatcher implements JobPayments {
       budget: payment.budget,
       deposited: String(state.deposited),
       earned: String(earned),
-      charged: String(await this.options.charged(job.id)),
+      charged: String(charged),
       remaining: String(state.deposited - earned),
       requester: state.requester,
       deposits: deposits.map((d) => ({ txHash: d.tx_hash, amount: String(d.amount), blockNumber: Number(d.block_number) })),
