@@ -287,6 +287,19 @@ const MIGRATIONS: string[] = [
    ALTER TABLE reputation ADD COLUMN frozen_at bigint;
    CREATE INDEX attempts_epoch ON attempts (epoch) WHERE epoch IS NOT NULL;
    CREATE INDEX attempts_uncommitted ON attempts (job_id) WHERE epoch IS NULL AND status = 'submitted';`,
+  // Requesters and embedding sites. jobs.status also takes 'paused' and 'cancelled' (owner actions);
+  // jobs.budget_cap: the owner's own cap on spending, at most the escrow (null: the spec's budget);
+  // jobs.origin: 'preset' or 'upload'. auth_nonces: Sign-In with Ethereum nonces, each good for one
+  // sign-in. attempts.referrer: the site whose widget leased the unit, credited a share of its reward.
+  `ALTER TABLE jobs ADD COLUMN budget_cap numeric(78, 0);
+   ALTER TABLE jobs ADD COLUMN status_changed_at bigint;
+   ALTER TABLE jobs ADD COLUMN origin text NOT NULL DEFAULT 'preset';
+   CREATE TABLE auth_nonces (
+     nonce     text PRIMARY KEY,
+     issued_at bigint NOT NULL,
+     used_at   bigint
+   );
+   ALTER TABLE attempts ADD COLUMN referrer text;`,
 ]
 
 /** The schema version a migrated store is at: one per migration. */
