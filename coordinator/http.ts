@@ -2,8 +2,13 @@ import { existsSync } from 'node:fs'
 import fastifyStatic from '@fastify/static'
 import fastifyWebsocket from '@fastify/websocket'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { signedLeaseRequestSchema, type ApiErrorBody, type CoordinatorInfo, type LiveMessage } from '../src/protocol/index.ts'
+import { referrerOf, signedLeaseRequestSchema, type ApiErrorBody, type CoordinatorInfo, type LiveMessage } from '../src/protocol/index.ts'
 import { BlobNotFoundError, type BlobStore } from './blobs.ts'
+import { registerWidgetCors } from './cors.ts'
+import { registerSitePages } from './sitePages.ts'
+import { registerRequesterRoutes } from './routes/owner.ts'
+import { signedInAddress } from './routes/auth.ts'
+import { jobCreationRoutes } from './routes/jobCreation.ts'
 import { CoordinatorError } from './errors.ts'
 import type { JobService } from './jobs.ts'
 import type { Settlement } from './settlement/settlement.ts'
@@ -31,6 +36,7 @@ export async function buildHttpServer(options: HttpOptions): Promise<FastifyInst
   const { jobs, blobs } = options
   const app = Fastify({ logger: options.logger ?? false, bodyLimit: BODY_LIMIT_BYTES })
   await app.register(fastifyWebsocket)
+  await registerWidgetCors(app)
 
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
 
@@ -82,7 +88,7 @@ export async function buildHttpServer(options: HttpOptions): Promise<FastifyInst
       )
     }
     const contributor = await options.identity.verify(req.params.jobId, parsed.data)
-    return jobs.lease(req.params.jobId, contributor)
+    return jobs.lease(req.params.jobId, contributor, referrerOf(parsed.data.request))
   })
 
   app.get<{ Params: { address: string } }>('/api/reputation/:address', async (req) => jobs.reputation(req.params.address))
@@ -109,6 +115,9 @@ export async function buildHttpServer(options: HttpOptions): Promise<FastifyInst
       return jobs.submit(req.params.leaseId, new Uint8Array(req.body.buffer, req.body.byteOffset, req.body.byteLength))
     },
   )
+
+  // A tab that stops or pauses hands its unit back at once; the lease id is the holder's secret, as above.
+  app.post<{ Params: { leaseId: string } }>('/api/leases/:leaseId/release', async (req) => jobs.release(req.params.leaseId))
 
   const settlement = () => {
     if (!options.settlement) throw new CoordinatorError('no_chain', 'this coordinator runs without a chain: no rewards, epochs or faucet')
@@ -149,6 +158,10 @@ export async function buildHttpServer(options: HttpOptions): Promise<FastifyInst
     void send()
   })
 
+  await registerRequesterRoutes(app, options)
+  // Only the requester a draft names may create its job: nobody posts (and stores files) in another's name.
+  await app.register(jobCreationRoutes, { jobs, signedIn: signedInAddress })
+  registerSitePages(app, options.siteDir)
   if (options.siteDir && existsSync(options.siteDir)) {
     await app.register(fastifyStatic, { root: options.siteDir, extensions: ['html'] })
   }

@@ -180,7 +180,7 @@ for (const engine of TEST_ENGINES) {
         expect(job.checkpoint).toBe(ctx.spec.model.initialWeights)
         expect(jobSpecHash(job.spec)).toBe(ctx.jobId)
         expect((await ctx.jobs.listJobs()).filter((j) => j.id === ctx.jobId)).toEqual([
-          { id: ctx.jobId, name: ctx.spec.name, status: 'active', round: 0, rounds: 3, checkpoint: job.checkpoint, createdAt: T0, payment: null },
+          { id: ctx.jobId, name: ctx.spec.name, status: 'active', round: 0, rounds: 3, checkpoint: job.checkpoint, createdAt: T0, statusChangedAt: null, payment: null },
         ])
         const progress = await ctx.jobs.progress(ctx.jobId)
         expect(progress).toMatchObject({

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { getAddress, isAddress } from 'viem'
+import { getAddress, isAddress, type Address } from 'viem'
 import {
   decodeTensorList,
   jobSpecHash,
@@ -13,6 +13,7 @@ import {
   type JobDetail,
   type JobProgress,
   type JobSummary,
+  type LeaseReleaseResult,
   type LeaseResponse,
   type ReputationView,
   type SubmitResult,
@@ -25,7 +26,7 @@ import type { JobContext, JobPayments, StakeOracle } from './context.ts'
 import type { Database } from './db.ts'
 import { CoordinatorError } from './errors.ts'
 import { JobRuntimes } from './jobRuntime.ts'
-import { leaseUnit } from './leasing.ts'
+import { leaseUnit, releaseLease } from './leasing.ts'
 import { KeyedMutex } from './mutex.ts'
 import { isUnderCheck, jobProgress, jobSummary, unitRecord } from './queries.ts'
 import { closeRound, rebuildDirtyRounds } from './rounds.ts'
@@ -90,9 +91,10 @@ export class JobService {
 
   /**
    * Creates a job from a spec whose referenced blobs are given (initial weights, data shards), unless a
-   * job with the same spec hash exists. Returns the job id.
+   * job with the same spec hash exists. Returns the job id. `origin`: a built-in preset, or a requester's
+   * job (coordinator/jobCreation.ts), for the jobs list.
    */
-  async createJob(specInput: unknown, blobs: Iterable<Uint8Array>): Promise<Hash> {
+  async createJob(specInput: unknown, blobs: Iterable<Uint8Array>, origin: 'preset' | 'upload' = 'preset'): Promise<Hash> {
     const { db } = this.ctx
     const spec = parseJobSpec(specInput)
     const id = jobSpecHash(spec)
@@ -111,9 +113,9 @@ export class JobService {
     const evaluation = await evaluateModel(runtime.model, spec, runtime.heldOut)
     await db.transaction(async (tx) => {
       const inserted = await tx.query(
-        `INSERT INTO jobs (id, spec, round, checkpoint, initial_loss, initial_accuracy, created_at)
-         VALUES ($1, $2, 0, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING RETURNING id`,
-        [id, JSON.stringify(spec), spec.model.initialWeights, evaluation.loss, evaluation.accuracy, this.ctx.now()],
+        `INSERT INTO jobs (id, spec, round, checkpoint, initial_loss, initial_accuracy, created_at, origin)
+         VALUES ($1, $2, 0, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING id`,
+        [id, JSON.stringify(spec), spec.model.initialWeights, evaluation.loss, evaluation.accuracy, this.ctx.now(), origin],
       )
       if (inserted.length > 0) {
         await tx.query(`INSERT INTO units (job_id, round, unit) SELECT $1, 0, g FROM generate_series(0, $2 - 1) AS g ON CONFLICT DO NOTHING`, [
@@ -139,12 +141,18 @@ export class JobService {
   /**
    * Leases a unit of the job's current round to `contributorInput`, an address the caller has already
    * authenticated (the HTTP edge checks the signed lease request: coordinator/verification/identity.ts).
+   * `referrer` is the site the signed request names (a widget's host), recorded with the attempt.
    */
-  async lease(jobId: string, contributorInput: unknown): Promise<LeaseResponse> {
+  async lease(jobId: string, contributorInput: unknown, referrer: Address | null = null): Promise<LeaseResponse> {
     if (typeof contributorInput !== 'string' || !isAddress(contributorInput, { strict: false })) {
       throw new CoordinatorError('malformed_request', 'contributor must be a 20-byte hex address')
     }
-    return leaseUnit(this.ctx, jobId, getAddress(contributorInput))
+    return leaseUnit(this.ctx, jobId, getAddress(contributorInput), referrer)
+  }
+
+  /** Hands a live lease back: its unit is leasable again at once, and nothing counts against the holder. */
+  release(leaseId: string): Promise<LeaseReleaseResult> {
+    return releaseLease(this.ctx, leaseId)
   }
 
   /**

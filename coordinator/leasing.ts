@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Address } from 'viem'
-import { stakeNeeded, verificationPolicy, type LeaseResponse } from '../src/protocol/index.ts'
+import { stakeNeeded, verificationPolicy, type LeaseReleaseResult, type LeaseResponse } from '../src/protocol/index.ts'
 import type { JobContext } from './context.ts'
 import { CoordinatorError } from './errors.ts'
 import { jobRow, type UnitRow } from './rows.ts'
@@ -31,10 +31,15 @@ const PROBATION_TTL_SHARE = 4
  * Leases a unit of the job's current round to `contributor` (already authenticated by its signature):
  * first a unit that waits for a check by someone other than its primary, then an open unit, then one
  * whose lease ran out. A check's lease is the same as any other, so the checker cannot tell.
+ * `referrer`, signed by the contributor in its lease request, is recorded with the attempt: the unit's pay
+ * is split with it when an epoch pays the attempt (settlement/earnings.ts).
  */
-export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Address): Promise<LeaseResponse> {
+export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Address, referrer: Address | null = null): Promise<LeaseResponse> {
   const job = await jobRow(ctx.db, jobId)
   if (job.status === 'finished') return { status: 'finished' }
+  // The owner's word (coordinator/owner.ts): no new unit. Leases already out may still be answered.
+  if (job.status === 'paused') throw new CoordinatorError('job_paused', `job ${job.id} is paused by its owner: no new units until it is resumed`)
+  if (job.status === 'cancelled') throw new CoordinatorError('job_cancelled', `job ${job.id} was cancelled by its owner: it issues no more units`)
   const policy = verificationPolicy(job.spec)
   const reputation = await readReputation(ctx.db, contributor)
   if (isBanned(reputation)) {
@@ -78,9 +83,9 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
     // never both take one check (the second one's NOT EXISTS sees the first's live attempt).
     const record = async (unit: number, kind: 'primary' | 'check') => {
       await tx.query(
-        `INSERT INTO attempts (lease_id, job_id, round, unit, contributor, kind, issued_at, expires_at, input_hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-        [leaseId, job.id, job.round, unit, contributor, kind, now, now + ttlMs, job.checkpoint],
+        `INSERT INTO attempts (lease_id, job_id, round, unit, contributor, kind, issued_at, expires_at, input_hash, referrer)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+        [leaseId, job.id, job.round, unit, contributor, kind, now, now + ttlMs, job.checkpoint, referrer],
       )
       return { unit, kind }
     }
@@ -155,4 +160,46 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
     retryAfterMs: Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_MS, untilExpiry)),
     reason: `every unit of round ${job.round} is leased; waiting for updates or for a lease to expire`,
   }
+}
+
+/**
+ * Hands a live lease back before its time is up (a tab stopped or paused): its unit is leasable again at
+ * once, by anyone, instead of after the rest of its lease time. Knowing the lease id is the authority, as
+ * for a submission: only its holder was told it. A release is not an abandoned lease: the holder said so
+ * in time, so it counts nothing against the address's probation. A lease already answered, released,
+ * run out or revoked cannot be handed back (`lease_not_live`, or `already_submitted` once answered).
+ */
+export async function releaseLease(ctx: JobContext, leaseId: string): Promise<LeaseReleaseResult> {
+  const now = ctx.now()
+  const released = await ctx.db.transaction(async (tx) => {
+    // Locked so that a submission or a re-lease of the same unit racing this release waits for it.
+    const [attempt] = await tx.query<{ job_id: string; round: number; unit: number; kind: string; status: string; expires_at: string | number }>(
+      `SELECT job_id, round, unit, kind, status, expires_at FROM attempts WHERE lease_id = $1 FOR UPDATE`,
+      [leaseId],
+    )
+    if (!attempt) throw new CoordinatorError('lease_not_found', `no lease ${leaseId}`)
+    if (attempt.status === 'submitted' || attempt.status === 'late') {
+      throw new CoordinatorError('already_submitted', `lease ${leaseId} was already answered; there is nothing to hand back`)
+    }
+    if (attempt.status !== 'leased') {
+      throw new CoordinatorError('lease_not_live', `lease ${leaseId} is no longer held (${attempt.status}); there is nothing to hand back`)
+    }
+    if (Number(attempt.expires_at) <= now) {
+      // Past its time the unit is already leasable; a release now would only hide an abandoned lease.
+      throw new CoordinatorError('lease_not_live', `lease ${leaseId} ran out at ${new Date(Number(attempt.expires_at)).toISOString()}; there is nothing to hand back`)
+    }
+    await tx.query(`UPDATE attempts SET status = 'released' WHERE lease_id = $1`, [leaseId])
+    // A primary holds its unit row; a check holds nothing but its attempt, which no longer blocks the check.
+    if (attempt.kind === 'primary') {
+      await tx.query(
+        `UPDATE units SET status = 'open', lease_id = NULL, leased_to = NULL, lease_expires_at = NULL
+          WHERE lease_id = $1 AND status = 'leased'`,
+        [leaseId],
+      )
+    }
+    return { jobId: attempt.job_id, round: Number(attempt.round), unit: Number(attempt.unit) }
+  })
+  // Tabs waiting for work hear about the freed unit on the job's live feed instead of at their next poll.
+  ctx.events.emit('progress', released.jobId)
+  return { released: true, round: released.round, unit: released.unit }
 }

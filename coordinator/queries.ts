@@ -20,6 +20,7 @@ export async function jobSummary(ctx: JobContext, row: JobRow): Promise<JobSumma
     rounds: row.spec.training.rounds,
     checkpoint: row.checkpoint,
     createdAt: Number(row.created_at),
+    statusChangedAt: row.status_changed_at == null ? null : Number(row.status_changed_at),
     payment,
   }
 }

@@ -93,8 +93,11 @@ export async function closeRound(ctx: JobContext, jobId: Hash, round: number): P
     const next = await aggregate(ctx, job, round, base)
     const finished = round + 1 >= job.spec.training.rounds
     const moved = await ctx.db.transaction(async (tx) => {
+      // The status is the owner's unless the job just finished: a pause or cancel that landed while this
+      // round was being aggregated (coordinator/owner.ts) must not be overwritten with 'active'.
       const rows = await tx.query(
-        `UPDATE jobs SET round = $2, checkpoint = $3, status = $4, accepted_in_round = 0 WHERE id = $1 AND round = $5 RETURNING id`,
+        `UPDATE jobs SET round = $2, checkpoint = $3, status = CASE WHEN $4::text = 'finished' THEN 'finished' ELSE status END, accepted_in_round = 0
+          WHERE id = $1 AND round = $5 RETURNING id`,
         [jobId, round + 1, next.hash, finished ? 'finished' : 'active', round],
       )
       if (rows.length === 0) return false // another coordinator process closed it first

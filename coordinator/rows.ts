@@ -16,6 +16,10 @@ export interface JobRow {
   initial_accuracy: number | null
   accepted_in_round: number
   created_at: string | number
+  /** The owner's cap on spending, base units (null: the whole escrow). */
+  budget_cap: string | null
+  /** When an owner last paused, resumed or cancelled the job (ms). */
+  status_changed_at: string | number | null
 }
 
 /**
@@ -51,7 +55,8 @@ export interface UnitRow {
  * One lease and the answer signed for it.
  * - `kind`: 'primary' (its update is averaged) or 'check' (its update is only compared with the primary's).
  * - `status`: 'leased', 'submitted', 'expired' (ran out unanswered), 'revoked' (its holder was caught
- *   cheating), 'late' (a validly signed answer that came after the lease ended: kept as evidence only).
+ *   cheating), 'late' (a validly signed answer that came after the lease ended: kept as evidence only),
+ *   'released' (handed back by its holder before its time: the unit went back to the queue at once).
  * - `verdict` of a submitted answer: 'unchecked' (not sampled), 'pending' (its check is under way),
  *   'passed', 'rejected' (proven wrong: evidence for a slash), 'dropped' (removed unproven because its
  *   contributor was caught on another unit), 'inconclusive' (beyond the cross-class tolerance from the
@@ -65,7 +70,7 @@ export interface AttemptRow {
   unit: number
   contributor: Address
   kind: 'primary' | 'check'
-  status: 'leased' | 'submitted' | 'expired' | 'revoked' | 'late'
+  status: 'leased' | 'submitted' | 'expired' | 'revoked' | 'late' | 'released'
   issued_at: string | number
   expires_at: string | number
   input_hash: Hash

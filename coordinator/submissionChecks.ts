@@ -68,6 +68,9 @@ export function checkSubmission(facts: SubmissionFacts): CheckedSubmission {
   if (job.round !== claim.round) {
     throw new CoordinatorError('stale_round', `the claim is for round ${claim.round}, the job is at round ${job.round}`)
   }
+  if (attempt.status === 'released') {
+    throw new CoordinatorError('lease_expired', `lease ${leaseId} was handed back by its holder; the unit went back to the queue`)
+  }
   if (attempt.status === 'revoked') {
     throw new CoordinatorError('lease_expired', `lease ${leaseId} was revoked: its holder was caught submitting wrong work`)
   }

@@ -79,4 +79,113 @@ describe('two browser tabs train the preset job on WebGPU', () => {
     for (const page of pages) await page.click('#stop')
     expect(consoleErrors).toEqual([])
   })
+
+  it('shows the adapter and speed, picks jobs, pauses and stops by handing the unit back, and keeps its numbers across a reload', async () => {
+    const client = new CoordinatorClient(system.url)
+    const jobs = await client.listJobs()
+    const preset = jobs.find((j) => j.status === 'active')!
+    const exact = jobs.find((j) => j.id !== preset.id)
+    const context = await browser.newContext({ viewport: { width: 1100, height: 1600 } })
+    const page = await context.newPage()
+    const errors: string[] = []
+    page.on('pageerror', (e) => errors.push(e.message))
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text())
+    })
+    const open = async (query = '') => {
+      await page.goto(`${system.url}/contribute.html${query}`)
+      await page.waitForFunction(() => document.body.dataset.ready !== undefined, undefined, { timeout: 120_000 })
+      expect(await page.evaluate(() => document.body.dataset.ready)).toBe('true')
+    }
+    const log = () => page.$$eval('#log li', (items) => items.map((li) => li.textContent ?? ''))
+    const handedBack = async () => {
+      const line = (await log()).find((l) => /Handed round \d+ unit \d+ back/.test(l))
+      const [, round, unit] = /Handed round (\d+) unit (\d+) back/.exec(line ?? '') ?? []
+      return line ? { round: Number(round), unit: Number(unit) } : null
+    }
+    const setHidden = (hidden: boolean) =>
+      page.evaluate((h) => {
+        Object.defineProperty(document, 'visibilityState', { value: h ? 'hidden' : 'visible', configurable: true })
+        document.dispatchEvent(new Event('visibilitychange'))
+      }, hidden)
+
+    // The job picker lists every job; ?job= preselects one (the exact-mode job was reachable only from its job page).
+    if (exact) {
+      await open(`?job=${exact.id}`)
+      expect(await page.inputValue('#job-picker')).toBe(exact.id)
+      expect(await page.locator('#job-picker option').count()).toBe(jobs.length)
+      expect(await page.getAttribute('#job-name a', 'href')).toBe(`./job.html?id=${exact.id}`)
+    }
+    await open()
+    expect(await page.inputValue('#job-picker')).toBe(preset.id)
+
+    // The capability panel: SwiftShader's adapter, the backend in use.
+    expect(await page.textContent('#backend')).toBe('WebGPU')
+    expect(await page.textContent('#gpu-vendor')).toBe('google')
+    expect(await page.textContent('#gpu-architecture')).toBe('swiftshader')
+    // Amounts read as people read them: no 18-digit fractions.
+    await expect.poll(() => page.getAttribute('#eth-balance', 'data-amount'), { timeout: 30_000 }).toMatch(/^[1-9]\d*$/)
+    expect(await page.textContent('#eth-balance')).toMatch(/^[\d,]+(\.\d{1,4})? ETH$/)
+
+    // Every control has a label, and Tab walks them in the order the page reads (once the faucet's
+    // transactions are done, so that the stake buttons are enabled).
+    await expect.poll(() => page.isEnabled('#withdraw'), { timeout: 60_000 }).toBe(true)
+    const unlabelled = await page.evaluate(() =>
+      [...document.querySelectorAll<HTMLElement>('button, input, select, a[href]')]
+        .filter((el) => !(el.getAttribute('aria-label') || (el as HTMLInputElement).labels?.[0]?.textContent?.trim() || el.textContent?.trim()))
+        .map((el) => el.outerHTML.slice(0, 80)),
+    )
+    expect(unlabelled).toEqual([])
+    const order: string[] = []
+    for (let i = 0; i < 40 && !order.includes('withdraw'); i++) {
+      await page.keyboard.press('Tab')
+      order.push(await page.evaluate(() => document.activeElement?.id ?? ''))
+    }
+    const ids = ['job-picker', 'start', 'duty', 'pause-hidden', 'pause-battery', 'pause-janky', 'stake-amount', 'stake', 'unstake', 'withdraw']
+    expect(ids.map((id) => order.indexOf(id))).toEqual([...ids.map((id) => order.indexOf(id))].sort((a, b) => a - b))
+    expect(ids.every((id) => order.includes(id))).toBe(true)
+
+    // A unit is in flight for seconds right after Start (and after a pause): the Worker compiles its shaders.
+    const leasedOnTop = () => page.waitForFunction(() => /Leased/.test(document.querySelector('#log li')?.textContent ?? ''), undefined, { timeout: 120_000 })
+
+    // Hidden tab: the page pauses, says why, and the unit in flight is open to others at once.
+    await page.click('#start')
+    await leasedOnTop()
+    await setHidden(true)
+    await expect.poll(() => page.textContent('#status'), { timeout: 10_000 }).toBe('paused')
+    expect(await page.textContent('#pause-reason')).toMatch(/tab is hidden/)
+    const paused = await handedBack()
+    expect(paused).not.toBeNull()
+    expect((await client.unit(preset.id, paused!.round, paused!.unit)).status).toBe('open')
+
+    // Back in view it resumes; Stop in the middle of a unit is idle at once, the unit handed back.
+    await setHidden(false)
+    await expect.poll(() => page.textContent('#status'), { timeout: 10_000 }).toBe('running')
+    await leasedOnTop()
+    const stoppedAt = Date.now()
+    await page.click('#stop')
+    await expect.poll(() => page.textContent('#status'), { timeout: 10_000 }).toBe('idle')
+    expect(Date.now() - stoppedAt).toBeLessThan(10_000)
+    expect((await log())[0]).toMatch(/Handed round \d+ unit \d+ back/)
+
+    // Training again: the measured speed, then the duty cycle at 50 %: the tab rests as long as it computed.
+    await page.click('#start')
+    await page.waitForFunction(() => Number(document.getElementById('units-done')?.textContent) >= 1, undefined, { timeout: 300_000 })
+    expect(await page.textContent('#examples-per-second')).toMatch(/^[\d,.]+ examples\/s$/)
+    await page.locator('#duty').fill('50')
+    expect(await page.textContent('#duty-value')).toBe('50 %')
+    await expect.poll(async () => (await log()).some((l) => /Resting \d+\.\d s \(duty cycle\)/.test(l)), { timeout: 300_000 }).toBe(true)
+    await page.locator('#duty').fill('100')
+    await page.click('#stop')
+    await expect.poll(() => page.textContent('#status'), { timeout: 10_000 }).toBe('idle')
+
+    // The live numbers come from this browser's history: a reload keeps them.
+    const done = await page.textContent('#units-done')
+    expect(Number(done)).toBeGreaterThanOrEqual(1)
+    await page.screenshot({ path: join(ARTIFACTS, 'contribute-controls.png'), fullPage: true })
+    await open()
+    expect(await page.textContent('#units-done')).toBe(done)
+    expect(errors).toEqual([])
+    await context.close()
+  })
 })

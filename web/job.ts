@@ -5,6 +5,11 @@ import { chainNow } from './lib/chainTime.ts'
 import { createProgressChart } from './lib/progressChart.ts'
 import { coordinatorUrlFromPage, shortHash, watchProgress } from './lib/liveProgress.ts'
 import { contributorRow, roundRow, showVerification } from './lib/verificationPanel.ts'
+import { estimatePace, formatTimeLeft } from './lib/pace.ts'
+import { createDownloadCard } from './job/downloadCard.ts'
+import { createOwnerCard } from './job/ownerCard.ts'
+import { createSampleCard } from './job/sampleCard.ts'
+import { loadProblem, parameterProblem, showPageProblem } from './lib/pageErrors.ts'
 
 const $ = (id: string) => document.getElementById(id)!
 const client = new CoordinatorClient(coordinatorUrlFromPage())
@@ -35,8 +40,28 @@ function showSetup(job: JobDetail) {
   )
 }
 
+function showPace(p: JobProgress) {
+  const closed = p.history.length
+  const bar = $('progress-bar')
+  bar.setAttribute('aria-valuemax', String(p.rounds))
+  bar.setAttribute('aria-valuenow', String(closed))
+  ;(bar.firstElementChild as HTMLElement).style.width = `${Math.min(100, (100 * closed) / Math.max(1, p.rounds))}%`
+  const pace = estimatePace(p.history, p.rounds)
+  $('time-left').textContent =
+    p.status === 'finished'
+      ? `All ${p.rounds} rounds closed.`
+      : p.status === 'paused'
+        ? `Paused by its owner after ${closed} of ${p.rounds} rounds.`
+        : p.status === 'cancelled'
+          ? `Cancelled by its owner after ${closed} of ${p.rounds} rounds.`
+          : pace
+            ? `${closed} of ${p.rounds} rounds closed · ${formatTimeLeft(pace.msLeft)} left at the recent pace (${(pace.msPerRound / 1000).toFixed(1)} s a round)`
+            : `${closed} of ${p.rounds} rounds closed · time left shows once two rounds have closed`
+}
+
 function showProgress(p: JobProgress) {
   chart.update(p)
+  showPace(p)
   $('status').textContent = p.status
   $('round').textContent = `${p.round} / ${p.rounds}`
   $('this-round').textContent = `${p.acceptedThisRound} / ${p.unitsPerRound}`
@@ -150,7 +175,7 @@ function showEpochs(epochs: EpochRecord[], token: TokenFormat | null, chainTime:
 }
 
 /** Escrow and epochs come from the coordinator's database and the chain, so they are read, not pushed. */
-function watchSettlement(id: string, chain: ChainInfo | null): () => void {
+function watchSettlement(id: string, chain: ChainInfo | null, onJob: (job: JobDetail) => void): () => void {
   const token = chain?.token ?? null
   let running: Promise<void> | null = null
   let last = 0
@@ -164,6 +189,7 @@ function watchSettlement(id: string, chain: ChainInfo | null): () => void {
         chain ? chainNow(chain.rpcUrl) : Promise.resolve(null),
       ])
       showEscrow(job.payment, token)
+      onJob(job)
       if (epochs) showEpochs(epochs, token, chainTime)
     })()
       .catch(() => {})
@@ -182,7 +208,7 @@ function watchSettlement(id: string, chain: ChainInfo | null): () => void {
 async function main() {
   const id = new URLSearchParams(location.search).get('id') ?? (await client.listJobs())[0]?.id
   if (!id) {
-    $('job-name').textContent = 'No jobs yet'
+    showPageProblem({ code: 'no_jobs', title: 'No jobs yet', message: 'This coordinator has no jobs to show.', links: [{ href: './new.html', text: 'Create a job' }] })
     return
   }
   const [job, info] = await Promise.all([client.job(id), client.info().catch((): CoordinatorInfo | null => null)])
@@ -190,13 +216,20 @@ async function main() {
   const chain = info?.chain ?? null
   showEscrow(job.payment, chain?.token ?? null)
   if (!chain) $('epochs').querySelector('tbody')!.replaceChildren(cells(['Rewards are off: this coordinator runs without a chain.', '', '', '', '', '', '']))
-  const onProgress = watchSettlement(id, chain)
+  const owner = chain ? createOwnerCard($('owner-card'), client, chain, job) : null
+  const onProgress = watchSettlement(id, chain, (detail) => owner?.update(detail))
+  const download = createDownloadCard($('download-card'), client, id)
+  const sample = createSampleCard($('sample-card'), client, id, job.spec)
   watchProgress(client, id, (progress) => {
     showProgress(progress)
+    download.update(progress)
+    sample.setRound(progress.history.length > 0 ? Math.max(...progress.history.map((r) => r.round)) : null)
     onProgress()
   })
 }
 
-main().catch((error: Error) => {
-  $('job-name').textContent = `Cannot load the job: ${error.message}`
-})
+// An unknown or malformed id, or a coordinator that cannot be reached, gets a page that says so (pageErrors.ts).
+const pageParams = new URLSearchParams(location.search)
+const badLink = parameterProblem(pageParams, [{ name: 'id', kind: 'job' }])
+if (badLink) showPageProblem(badLink)
+else main().catch((error: unknown) => showPageProblem(loadProblem(error, { job: pageParams.get('id') })))

@@ -1,8 +1,9 @@
 import * as Comlink from 'comlink'
 import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
-import { promisesSameBitsEverywhere, type UnitRecord } from '../src/protocol/index.ts'
+import { promisesSameBitsEverywhere, type JobDetail, type UnitRecord } from '../src/protocol/index.ts'
 import type { DeviceInfo, TrainingWorkerApi } from '../src/worker/api.ts'
 import { coordinatorUrlFromPage } from './lib/liveProgress.ts'
+import { loadProblem, parameterProblem, problemElement, showPageProblem } from './lib/pageErrors.ts'
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T
 const client = new CoordinatorClient(coordinatorUrlFromPage())
@@ -37,7 +38,16 @@ async function run(device: DeviceInfo) {
   delete document.body.dataset.outputHash
   delete document.body.dataset.unitStatus
   $('verdict').textContent = 'running…'
-  const [job, record] = await Promise.all([client.job(jobId), client.unit(jobId, round, index)])
+  let job: JobDetail
+  let record: UnitRecord
+  try {
+    ;[job, record] = await Promise.all([client.job(jobId), client.unit(jobId, round, index)])
+  } catch (error) {
+    // An unknown job or unit is said in words, with the way back, not as a failed run.
+    $('verdict').replaceChildren(problemElement(loadProblem(error, { job: jobId, round, unit: index })))
+    document.body.dataset.outputHash = 'error'
+    return
+  }
   $('input-hash').textContent = record.unit.inputHash
   document.body.dataset.unitStatus = record.status
   $('accepted-hash').textContent = record.outputHash ?? (record.status === 'checking' ? `– (${CHECKING})` : '–')
@@ -56,6 +66,15 @@ async function run(device: DeviceInfo) {
 
 async function main() {
   const params = new URLSearchParams(location.search)
+  const badLink = parameterProblem(params, [
+    { name: 'job', kind: 'job' },
+    { name: 'round', kind: 'index' },
+    { name: 'unit', kind: 'index' },
+  ])
+  if (badLink) {
+    showPageProblem(badLink)
+    return
+  }
   const jobs = await client.listJobs()
   $<HTMLInputElement>('job').value = params.get('job') ?? jobs[0]?.id ?? ''
   if (params.has('round')) $<HTMLInputElement>('round').value = params.get('round')!
@@ -75,10 +94,8 @@ async function main() {
       .finally(() => ($<HTMLButtonElement>('run').disabled = false))
   })
   document.body.dataset.ready = 'true'
-  if (params.get('run') === '1') $<HTMLFormElement>('form').requestSubmit()
+  // A link that names the job, round and unit asks for that unit to be verified: it runs at once.
+  if (params.get('run') === '1' || (params.has('job') && params.has('round') && params.has('unit'))) $<HTMLFormElement>('form').requestSubmit()
 }
 
-main().catch((error: unknown) => {
-  $('verdict').textContent = `Could not start: ${error instanceof Error ? error.message : String(error)}`
-  document.body.dataset.ready = 'error'
-})
+main().catch((error: unknown) => showPageProblem(loadProblem(error)))

@@ -45,7 +45,7 @@ export function mnistTopology(): Record<string, unknown> {
 }
 
 /**
- * Glorot-uniform kernels and zero biases from a seeded stream, so that the initial checkpoint, and
+ * Glorot-uniform kernels (dense and conv) and zero biases from a seeded stream, so that the initial checkpoint, and
  * therefore the spec hash, is the same on every machine.
  */
 export function seededGlorotWeights(shapes: number[][], label: string): TensorList {
@@ -53,8 +53,12 @@ export function seededGlorotWeights(shapes: number[][], label: string): TensorLi
   const values = shapes.map((shape) => {
     const size = shape.reduce((a, b) => a * b, 1)
     const out = new Float32Array(size)
-    if (shape.length === 2) {
-      const limit = Math.sqrt(6 / (shape[0]! + shape[1]!))
+    // Dense kernels [in, out]; conv kernels [h, w, in, out] have fans h·w·in and h·w·out (as tfjs computes them).
+    if (shape.length === 2 || shape.length === 4) {
+      const receptive = shape.length === 4 ? shape[0]! * shape[1]! : 1
+      const fanIn = receptive * shape[shape.length - 2]!
+      const fanOut = receptive * shape[shape.length - 1]!
+      const limit = Math.sqrt(6 / (fanIn + fanOut))
       for (let i = 0; i < size; i++) out[i] = (2 * (next() / 0x1_0000_0000) - 1) * limit
     }
     return out
@@ -89,25 +93,7 @@ export const LOCAL_PRESET_REQUESTER = '0x70997970C51812dc3A010C7d01b50e0d17dc79C
  * which is what a coordinator without a chain can run.
  */
 export async function buildMnistPreset(options: { dir?: string; paid?: boolean; kernelBundle?: string; requester?: string } = {}): Promise<PresetBlobs> {
-  const dir = options.dir ?? MNIST_DIR
-  await verifyShippedChecksums(dir)
-  const images = await readIdxFile(`${dir}/t10k-images-idx3-ubyte.gz`)
-  const labels = await readIdxFile(`${dir}/t10k-labels-idx1-ubyte.gz`)
-  const total = MNIST_TRAIN_COUNT + MNIST_HELD_OUT_COUNT
-  const blobs = new Map<string, Uint8Array>()
-  const put = (bytes: Uint8Array) => {
-    const hash = sha256Hex(bytes)
-    blobs.set(hash, bytes)
-    return hash
-  }
-  const split = (start: number, end: number) => {
-    const imageBytes = encodeIdx(sliceIdx(images, start, end))
-    const labelBytes = encodeIdx(sliceIdx(labels, start, end))
-    return { images: put(imageBytes), labels: put(labelBytes), count: end - start }
-  }
-  const trainSplit = split(0, MNIST_TRAIN_COUNT)
-  const heldOutSplit = split(MNIST_TRAIN_COUNT, total)
-
+  const { blobs, trainSplit, heldOutSplit, train, heldOut } = await mnistSplits(options.dir)
   const topology = mnistTopology()
   const initial = hashTensorList(seededGlorotWeights([[784, 64], [64], [64, 10], [10]], 'tabtrain/preset/mnist-mlp/v1'))
   blobs.set(initial.hash, initial.bytes)
@@ -147,9 +133,33 @@ export async function buildMnistPreset(options: { dir?: string; paid?: boolean; 
     kernelBundle: options.kernelBundle ?? KERNEL_BUNDLE,
     ...(options.paid === false ? {} : { payment: { ...MNIST_PRESET_PAYMENT, requester: options.requester ?? LOCAL_PRESET_REQUESTER } }),
   })
+  return { spec, blobs, train, heldOut }
+}
+
+/**
+ * The shipped digits as the presets' training and held-out IDX shards (blobs by hash, with their split
+ * records for the spec) and decoded sets. Shared by the dense and the convolutional preset.
+ */
+export async function mnistSplits(dir = MNIST_DIR) {
+  await verifyShippedChecksums(dir)
+  const images = await readIdxFile(`${dir}/t10k-images-idx3-ubyte.gz`)
+  const labels = await readIdxFile(`${dir}/t10k-labels-idx1-ubyte.gz`)
+  const total = MNIST_TRAIN_COUNT + MNIST_HELD_OUT_COUNT
+  const blobs = new Map<string, Uint8Array>()
+  const put = (bytes: Uint8Array) => {
+    const hash = sha256Hex(bytes)
+    blobs.set(hash, bytes)
+    return hash
+  }
+  const split = (start: number, end: number) => {
+    const imageBytes = encodeIdx(sliceIdx(images, start, end))
+    const labelBytes = encodeIdx(sliceIdx(labels, start, end))
+    return { images: put(imageBytes), labels: put(labelBytes), count: end - start }
+  }
   return {
-    spec,
     blobs,
+    trainSplit: split(0, MNIST_TRAIN_COUNT),
+    heldOutSplit: split(MNIST_TRAIN_COUNT, total),
     train: labelledSetFromIdx(sliceIdx(images, 0, MNIST_TRAIN_COUNT), sliceIdx(labels, 0, MNIST_TRAIN_COUNT)),
     heldOut: labelledSetFromIdx(sliceIdx(images, MNIST_TRAIN_COUNT, total), sliceIdx(labels, MNIST_TRAIN_COUNT, total)),
   }

@@ -1,4 +1,4 @@
-import { getAddress, parseEventLogs, zeroAddress, type Hex, type TransactionReceipt } from 'viem'
+import { formatUnits, getAddress, parseEventLogs, zeroAddress, type Hex, type TransactionReceipt } from 'viem'
 import { disputeResolverAbi, stakeManagerAbi } from '../../contracts/generated/index.ts'
 import { workClaimDigest, workClaimSchema, type Hash, type WorkClaim } from '../../src/protocol/index.ts'
 import { KeyedMutex } from '../mutex.ts'
@@ -172,7 +172,7 @@ export class DisputeSubmitter {
         [getAddress(row.contributor), now, `slashed on-chain (${row.kind === 'verdict' ? 'referee verdict' : 'double signing'})`],
       )
     })
-    this.options.log?.(`dispute ${row.id}: slashed ${outcome.slashed} from ${row.contributor} (${outcome.txHash})`)
+    this.options.log?.(`dispute ${row.id}: slashed ${outcome.slashed === null ? 'an unknown amount' : `${formatUnits(outcome.slashed, this.options.chain.token.decimals)} ${this.options.chain.token.symbol}`} from ${row.contributor} (${outcome.txHash})`)
     return outcome
   }
 

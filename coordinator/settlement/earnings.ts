@@ -1,5 +1,5 @@
 import { getAddress, type Address } from 'viem'
-import type { Hash, PaymentTerms } from '../../src/protocol/index.ts'
+import { splitReferredPrice, type Hash, type PaymentTerms } from '../../src/protocol/index.ts'
 import type { Queryable } from '../db.ts'
 
 /** A paid job whose escrow epochs may charge, as last read from the chain. */
@@ -31,7 +31,10 @@ export const PAYABLE = `status = 'submitted' AND verdict IN ('unchecked', 'passe
 
 /**
  * What every account has earned from payable attempts (see PAYABLE) of funded jobs: each pays its job's
- * price to the address that signed it, checks included.
+ * price to the address that signed it, checks included. An attempt leased with a referrer (the site
+ * whose widget the contributor trained from, named in its signed lease request) splits that price:
+ * `splitReferredPrice` gives the referrer its share and the contributor the rest, so the escrow is charged
+ * the price once either way.
  *
  * - Only attempts an epoch has committed count (`epoch IS NOT NULL`), so a unit is never paid by a root
  *   older than the one whose claims tree holds its claim: the verdict window and the payment follow the
@@ -59,33 +62,42 @@ export async function computeEarnings(
   for (const [job, accounts] of floors) accountTotals.set(job, new Map(accounts))
 
   if (jobs.length > 0) {
-    const rows = await db.query<{ job_id: Hash; contributor: string }>(
-      `SELECT job_id, contributor FROM attempts
+    const rows = await db.query<{ job_id: Hash; contributor: string; referrer: string | null }>(
+      `SELECT job_id, contributor, referrer FROM attempts
         WHERE job_id = ANY($1::text[]) AND ${PAYABLE} AND epoch IS NOT NULL
         ORDER BY job_id, submitted_at, round, unit, lease_id`,
       [jobs.map((j) => j.id)],
     )
-    const byJob = new Map<Hash, Address[]>()
+    const byJob = new Map<Hash, Array<{ contributor: Address; referrer: Address | null }>>()
     for (const row of rows) {
       let list = byJob.get(row.job_id)
       if (!list) byJob.set(row.job_id, (list = []))
-      list.push(getAddress(row.contributor))
+      list.push({ contributor: getAddress(row.contributor), referrer: row.referrer ? getAddress(row.referrer) : null })
     }
     for (const job of jobs) {
       const price = BigInt(job.payment.pricePerUnit)
+      const split = splitReferredPrice(price)
       const floor = floors.get(job.id) ?? new Map<Address, bigint>()
       const amounts = new Map<Address, bigint>(floor)
       const budget = job.refunded ? job.charged : job.deposited
       let left = budget - [...floor.values()].reduce((a, b) => a + b, 0n)
       const seen = new Map<Address, bigint>()
-      for (const account of byJob.get(job.id) ?? []) {
+      for (const attempt of byJob.get(job.id) ?? []) {
         if (left < price) break
-        const upTo = (seen.get(account) ?? 0n) + price
-        seen.set(account, upTo)
-        if (upTo <= (floor.get(account) ?? 0n)) continue // paid by a posted root already
-        if (banned.has(account)) continue
-        amounts.set(account, (amounts.get(account) ?? 0n) + price)
-        left -= price
+        // Each credit (the contributor's pay, and the referrer's share when there is one) meets the
+        // account's floor on its own, in the same order every time, so recomputing gives the same totals.
+        const credits: Array<[Address, bigint]> = attempt.referrer
+          ? [[attempt.contributor, split.contributor], [attempt.referrer, split.referrer]]
+          : [[attempt.contributor, price]]
+        for (const [account, amount] of credits) {
+          if (amount === 0n) continue
+          const upTo = (seen.get(account) ?? 0n) + amount
+          seen.set(account, upTo)
+          if (upTo <= (floor.get(account) ?? 0n)) continue // paid by a posted root already
+          if (banned.has(account)) continue
+          amounts.set(account, (amounts.get(account) ?? 0n) + amount)
+          left -= amount
+        }
       }
       if (amounts.size > 0) accountTotals.set(job.id, amounts)
     }
@@ -127,14 +139,27 @@ export async function bannedAddresses(db: Queryable): Promise<Set<Address>> {
   return new Set(rows.map((r) => getAddress(r.address)))
 }
 
-/** One account's earnings across funded jobs from its payable attempts, including those not yet in any posted root. */
+/**
+ * One account's earnings across funded jobs from its payable attempts, including those not yet in any
+ * posted root: its own units (less the referrer's share where one was named) and its share of the units
+ * it referred.
+ */
 export async function earnedBy(db: Queryable, account: Address, jobs: Array<{ id: Hash; payment: PaymentTerms }>): Promise<bigint> {
   if (jobs.length === 0) return 0n
-  const rows = await db.query<{ job_id: Hash; units: string }>(
-    `SELECT job_id, count(*) AS units FROM attempts
-      WHERE ${PAYABLE} AND lower(contributor) = lower($1) AND job_id = ANY($2::text[]) GROUP BY job_id`,
+  const rows = await db.query<{ job_id: Hash; own: string; own_referred: string; referred: string }>(
+    `SELECT job_id,
+            count(*) FILTER (WHERE lower(contributor) = lower($1) AND referrer IS NULL) AS own,
+            count(*) FILTER (WHERE lower(contributor) = lower($1) AND referrer IS NOT NULL) AS own_referred,
+            count(*) FILTER (WHERE lower(referrer) = lower($1)) AS referred
+       FROM attempts
+      WHERE ${PAYABLE} AND (lower(contributor) = lower($1) OR lower(referrer) = lower($1)) AND job_id = ANY($2::text[])
+      GROUP BY job_id`,
     [getAddress(account), jobs.map((j) => j.id)],
   )
   const price = new Map(jobs.map((j) => [j.id, BigInt(j.payment.pricePerUnit)]))
-  return rows.reduce((sum, r) => sum + BigInt(r.units) * price.get(r.job_id)!, 0n)
+  return rows.reduce((sum, r) => {
+    const p = price.get(r.job_id)!
+    const split = splitReferredPrice(p)
+    return sum + BigInt(r.own) * p + BigInt(r.own_referred) * split.contributor + BigInt(r.referred) * split.referrer
+  }, 0n)
 }

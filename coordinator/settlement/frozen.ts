@@ -1,4 +1,4 @@
-import { getAddress, type Address, type Hex } from 'viem'
+import { formatUnits, getAddress, type Address, type Hex } from 'viem'
 import { rewardDistributorAbi } from '../../contracts/generated/index.ts'
 import { KeyedMutex } from '../mutex.ts'
 import type { EpochService } from './epochs.ts'
@@ -137,7 +137,7 @@ export class FrozenSweeper {
     )
     this.checked.set(account, newest)
     const swept = cumulativeAmount - claimed
-    this.options.log?.(`swept ${swept} of frozen rewards of ${account} (epoch ${epoch}) to the treasury (${receipt.transactionHash})`)
+    this.options.log?.(`swept ${formatUnits(swept, this.options.chain.token.decimals)} ${this.options.chain.token.symbol} of frozen rewards of ${account} (epoch ${epoch}) to the treasury (${receipt.transactionHash})`)
     return { account, epoch, swept, paidToAccount, txHash: receipt.transactionHash }
   }
 }

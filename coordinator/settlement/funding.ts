@@ -1,9 +1,38 @@
 import { formatUnits, getAddress, type Address, type Hex, type PublicClient } from 'viem'
 import { jobEscrowAbi } from '../../contracts/generated/index.ts'
-import type { ChainInfo, Hash, JobPayment, JobSpec } from '../../src/protocol/index.ts'
-import type { Database } from '../db.ts'
+import type { ChainInfo, Hash, JobPayment, JobSpec, PaymentTerms } from '../../src/protocol/index.ts'
+import type { Database, Queryable } from '../db.ts'
 import type { JobPayments } from '../jobs.ts'
 import { PAYABLE, type FundedJob } from './earnings.ts'
+
+/**
+ * What a paid job owes its contributors now, the one home of that rule (the job page's escrow, the budget
+ * floor of owner actions and the closing of escrows all read it):
+ * - `payable`: every payable answer (earnings.ts PAYABLE: submitted and unchecked or passed, checks
+ *   included) at the job's price, as epochs pay them;
+ * - `earned`: that, never less than what posted roots already charged (an answer dropped after its charge
+ *   stays paid for) and never more than `spendable`;
+ * - `spendable`: what units may be paid from, the escrow or the owner's cap on it if lower.
+ */
+export interface JobObligations {
+  payable: bigint
+  charged: bigint
+  earned: bigint
+  spendable: bigint
+  /** The owner's cap (`jobs.budget_cap`), null when the whole escrow may be spent. */
+  budgetCap: bigint | null
+}
+
+/** Leases still live and answers still under check: work a paused or cancelled job still has out. */
+export async function workInFlight(db: Queryable, jobId: string, now: number): Promise<{ leases: number; checks: number }> {
+  const [row] = await db.query<{ leases: string; checks: string }>(
+    `SELECT count(*) FILTER (WHERE status = 'leased' AND expires_at > $2) AS leases,
+            count(*) FILTER (WHERE status = 'submitted' AND verdict = 'pending') AS checks
+       FROM attempts WHERE job_id = $1`,
+    [jobId, now],
+  )
+  return { leases: Number(row?.leases ?? 0), checks: Number(row?.checks ?? 0) }
+}
 
 export interface FundingState {
   /** The job spec's requester: the only address whose escrow funds the job. */
@@ -128,9 +157,40 @@ export class EscrowWatcher implements JobPayments {
         WHERE f.deployment = $1 AND f.deposited > 0 ORDER BY f.job_id`,
       [this.options.deployment],
     )
+    const caps = await this.budgetCaps(rows.map((r) => r.job_id))
     return rows
       .filter((r) => r.spec.payment)
-      .map((r) => ({ id: r.job_id, payment: r.spec.payment!, deposited: BigInt(r.deposited), charged: BigInt(r.charged), refunded: r.refunded }))
+      .map((r) => {
+        // Epochs pay from the escrow or the owner's cap on it, whichever is lower (never below what was
+        // owed when the cap was set, coordinator/owner.ts).
+        const deposited = BigInt(r.deposited)
+        const cap = caps.get(r.job_id) ?? null
+        return { id: r.job_id, payment: r.spec.payment!, deposited: cap !== null && cap < deposited ? cap : deposited, charged: BigInt(r.charged), refunded: r.refunded }
+      })
+  }
+
+  private async budgetCaps(jobIds: readonly Hash[]): Promise<Map<Hash, bigint>> {
+    if (jobIds.length === 0) return new Map()
+    const rows = await this.options.db.query<{ id: Hash; budget_cap: string }>(
+      `SELECT id, budget_cap FROM jobs WHERE id = ANY($1::text[]) AND budget_cap IS NOT NULL`,
+      [[...jobIds]],
+    )
+    return new Map(rows.map((r) => [r.id, BigInt(r.budget_cap)]))
+  }
+
+  /** What the job owes its contributors now (see JobObligations), from the escrow as last read. */
+  async obligations(jobId: Hash, payment: PaymentTerms, state?: FundingState): Promise<JobObligations> {
+    const escrow = state ?? (await this.state(jobId))
+    const [payable, caps, charged] = await Promise.all([
+      this.options.db.query<{ n: string }>(`SELECT count(*) AS n FROM attempts WHERE job_id = $1 AND ${PAYABLE}`, [jobId]),
+      this.budgetCaps([jobId]),
+      this.options.charged(jobId),
+    ])
+    const budgetCap = caps.get(jobId) ?? null
+    const spendable = budgetCap !== null && budgetCap < escrow.deposited ? budgetCap : escrow.deposited
+    const payableTotal = BigInt(payable[0]?.n ?? 0) * BigInt(payment.pricePerUnit)
+    const capped = payableTotal < spendable ? payableTotal : spendable
+    return { payable: payableTotal, charged, earned: capped > charged ? capped : charged, spendable, budgetCap }
   }
 
   async leaseBlocker(job: { id: Hash; spec: JobSpec; round: number }): Promise<string | null> {
@@ -138,13 +198,19 @@ export class EscrowWatcher implements JobPayments {
     if (!payment) return null
     const state = await this.state(job.id)
     const fmt = (x: bigint) => `${formatUnits(x, this.options.chain.token.decimals)} ${this.options.chain.token.symbol}`
-    const budget = BigInt(payment.budget)
     if (state.closed || state.refunded) return `the job's escrow is closed`
+    const [cap] = await this.options.db.query<{ budget_cap: string | null }>(`SELECT budget_cap FROM jobs WHERE id = $1`, [job.id])
+    const budgetCap = cap?.budget_cap == null ? null : BigInt(cap.budget_cap)
+    // The owner's cap (never above the escrow when set) stands in for the spec's budget once there is one.
+    const budget = budgetCap ?? BigInt(payment.budget)
     if (state.deposited < budget) return `waiting for the requester's escrow deposit (${fmt(state.deposited)} of ${fmt(budget)} deposited)`
+    const spendable = budgetCap !== null && budgetCap < state.deposited ? budgetCap : state.deposited
     // A round needs all K of its units, so a round is started only if the escrow pays for the whole of it.
     const neededThroughRound = BigInt(job.round + 1) * BigInt(job.spec.training.unitsPerRound) * BigInt(payment.pricePerUnit)
-    if (neededThroughRound > state.deposited) {
-      return `the escrow (${fmt(state.deposited)}) cannot pay for round ${job.round}; waiting for the requester to top it up`
+    if (neededThroughRound > spendable) {
+      return budgetCap !== null && budgetCap < state.deposited
+        ? `the owner's budget (${fmt(budgetCap)}) cannot pay for round ${job.round}; waiting for the owner to raise it`
+        : `the escrow (${fmt(state.deposited)}) cannot pay for round ${job.round}; waiting for the requester to top it up`
     }
     return null
   }
@@ -153,7 +219,7 @@ export class EscrowWatcher implements JobPayments {
     const payment = job.spec.payment
     if (!payment) return null
     const state = await this.state(job.id)
-    const [deposits, funding, payable, charged] = await Promise.all([
+    const [deposits, funding, owed] = await Promise.all([
       // Only the named requester's deposits fund the job; others under the same spec hash are not shown as its.
       this.options.db.query<{ tx_hash: Hex; amount: string; block_number: string }>(
         `SELECT tx_hash, amount, block_number FROM escrow_deposits
@@ -164,17 +230,12 @@ export class EscrowWatcher implements JobPayments {
         this.options.deployment,
         job.id,
       ]),
-      this.options.db.query<{ n: string }>(`SELECT count(*) AS n FROM attempts WHERE job_id = $1 AND ${PAYABLE}`, [job.id]),
-      this.options.charged(job.id),
+      this.obligations(job.id, payment, state),
     ])
-    const price = BigInt(payment.pricePerUnit)
-    // What epochs pay for: every payable answer, checks included (earnings.ts counts the same), and never
-    // less than posted roots already charged (an answer dropped after its charge stays paid for).
-    const payableTotal = BigInt(payable[0]?.n ?? 0) * price
-    const earnedUncapped = payableTotal > charged ? payableTotal : charged
-    const earned = earnedUncapped < state.deposited ? earnedUncapped : state.deposited
+    const { earned, charged, spendable, budgetCap } = owed
+    const closed = state.closed || state.refunded
     return {
-      status: state.closed || state.refunded ? 'closed' : state.deposited >= BigInt(payment.budget) ? 'funded' : 'awaiting_deposit',
+      status: closed ? 'closed' : state.deposited >= (budgetCap ?? BigInt(payment.budget)) ? 'funded' : 'awaiting_deposit',
       pricePerUnit: payment.pricePerUnit,
       budget: payment.budget,
       deposited: String(state.deposited),
@@ -184,6 +245,11 @@ export class EscrowWatcher implements JobPayments {
       requester: state.requester,
       deposits: deposits.map((d) => ({ txHash: d.tx_hash, amount: String(d.amount), blockNumber: Number(d.block_number) })),
       closeTxHash: funding[0]?.closed_tx ?? null,
+      budgetCap: budgetCap === null ? null : String(budgetCap),
+      spendable: String(spendable),
+      // JobEscrow.refund pays deposited − charged, once, and only after close (or the deadline's end).
+      refundable: String(state.closed && !state.refunded ? state.deposited - state.charged : 0n),
+      refunded: state.refunded,
     }
   }
 

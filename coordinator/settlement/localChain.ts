@@ -1,6 +1,6 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { createPublicClient, createWalletClient, http, parseEther, type Hex, type PublicClient } from 'viem'
+import { createPublicClient, createWalletClient, formatUnits, http, parseEther, type Hex, type PublicClient } from 'viem'
 import { anvilAccount, startAnvil, type AnvilInstance } from '../../contracts/anvil.ts'
 import { deployTabTrain, DEFAULT_DEPLOY_PARAMETERS } from '../../contracts/deploy.ts'
 import { jobEscrowAbi, tabTokenAbi } from '../../contracts/generated/index.ts'
@@ -129,7 +129,7 @@ export async function startLocalChain(options: LocalChainOptions): Promise<Local
         const hash = await requester.writeContract({ address: contracts.jobEscrow, abi: jobEscrowAbi, functionName: 'deposit', args: [jobId, amount, deadline] })
         const receipt = await publicClient.waitForTransactionReceipt({ hash })
         if (receipt.status !== 'success') throw new Error(`escrow deposit for ${jobId} reverted (${hash})`)
-        log(`local chain: requester ${requester.account.address} escrowed ${amount} base units for job ${jobId.slice(0, 10)} (${hash})`)
+        log(`local chain: requester ${requester.account.address} escrowed ${formatUnits(amount, info.token.decimals)} ${info.token.symbol} for job ${jobId.slice(0, 10)} (${hash})`)
         return hash
       },
       stop: () => anvil.stop(),

@@ -8,7 +8,7 @@ import { earnedBy } from './earnings.ts'
 import { EpochService } from './epochs.ts'
 import { Faucet } from './faucet.ts'
 import { FrozenSweeper } from './frozen.ts'
-import { EscrowWatcher } from './funding.ts'
+import { EscrowWatcher, workInFlight } from './funding.ts'
 import type { TransactionQueue } from './transactions.ts'
 
 export interface SettlementOptions {
@@ -34,8 +34,9 @@ const STAKE_CACHE_MS = 5000
 
 /**
  * The coordinator's side of the chain: watches escrows (which gate the issuing of units), closes reward
- * epochs on a timer, closes the escrow of finished jobs once their last charge is posted, sends dispute
- * evidence, sweeps frozen rewards to the treasury, serves proofs and stakes, and runs the local faucet.
+ * epochs on a timer, closes the escrow of finished and cancelled jobs once their last charge is posted,
+ * sends dispute evidence, sweeps frozen rewards to the treasury, serves proofs and stakes, and runs the
+ * local faucet.
  */
 export class Settlement {
   readonly escrow: EscrowWatcher
@@ -94,9 +95,9 @@ export class Settlement {
 
   /**
    * Builds and posts an epoch now (the timer calls this; tests and the bench call it directly), then
-   * closes finished escrows, sends the dispute evidence whose epoch is now posted, and sweeps frozen
-   * rewards whose last root became claimable. Escrows are read first, so a refund that already landed is
-   * never charged.
+   * closes the escrows of finished and cancelled jobs, sends the dispute evidence whose epoch is now
+   * posted, and sweeps frozen rewards whose last root became claimable. Escrows are read first, so a refund
+   * that already landed is never charged.
    */
   async closeEpoch(): Promise<EpochRecord | null> {
     await this.escrow.sync()
@@ -104,7 +105,7 @@ export class Settlement {
     let failure: unknown = null
     try {
       record = await this.epochs.tick()
-      await this.closeFinishedEscrows()
+      await this.closeEndedEscrows()
     } catch (error) {
       failure = error
     }
@@ -151,26 +152,35 @@ export class Settlement {
     return amount
   }
 
-  /** A finished job's escrow is closed once posted roots have charged all it owes, so the requester can take back the rest. */
-  private async closeFinishedEscrows(): Promise<void> {
+  /**
+   * The escrow of a job that ended (finished, or cancelled by its owner) is closed once nothing of it is in
+   * flight (no live lease, no answer under check: a contributor still working on a cancelled job is paid
+   * for what it hands in before its lease ends) and posted roots have charged all it owes (the rule in
+   * EscrowWatcher.obligations, checks included). Then the requester can take back the rest with
+   * `JobEscrow.refund` from their own wallet.
+   */
+  private async closeEndedEscrows(): Promise<void> {
     const { db, chain, transactions, deployment } = this.options
-    const finished = await db.query<{ id: Hash; spec: JobSpec; round: number }>(
-      `SELECT j.id, j.spec, j.round FROM jobs j JOIN job_funding f ON f.job_id = j.id AND f.deployment = $1
-        WHERE j.status = 'finished' AND f.closed_tx IS NULL AND f.deposited > 0`,
+    const ended = await db.query<{ id: Hash; spec: JobSpec; status: string }>(
+      `SELECT j.id, j.spec, j.status FROM jobs j JOIN job_funding f ON f.job_id = j.id AND f.deployment = $1
+        WHERE j.status IN ('finished', 'cancelled') AND f.closed_tx IS NULL AND f.deposited > 0`,
       [deployment],
     )
-    for (const job of finished) {
+    const now = (this.options.now ?? Date.now)()
+    for (const job of ended) {
       const payment = job.spec.payment
       if (!payment) continue
-      const owed = BigInt(job.round * job.spec.training.unitsPerRound) * BigInt(payment.pricePerUnit)
       const state = await this.escrow.state(job.id)
-      const cap = owed < state.deposited ? owed : state.deposited
-      if ((await this.epochs.charged(job.id)) < cap || state.closed || state.refunded) continue
+      if (state.closed || state.refunded) continue
+      const out = await workInFlight(db, job.id, now)
+      if (out.leases > 0 || out.checks > 0) continue
+      const owed = await this.escrow.obligations(job.id, payment, state)
+      if (owed.charged < owed.earned) continue
       const receipt = await transactions.send(`close escrow of ${job.id.slice(0, 10)}`, () =>
         transactions.wallet.writeContract({ address: chain.contracts.jobEscrow, abi: jobEscrowAbi, functionName: 'close', args: [job.id, state.requester] }),
       )
       await this.escrow.recordClose(job.id, receipt.transactionHash)
-      this.options.log?.(`job ${job.id.slice(0, 10)} finished and fully charged: escrow closed (${receipt.transactionHash})`)
+      this.options.log?.(`job ${job.id.slice(0, 10)} ${job.status} and fully charged: escrow closed (${receipt.transactionHash})`)
     }
   }
 

@@ -1,15 +1,24 @@
 import type { Address } from 'viem'
 import {
+  buildSignInMessage,
   encodeSubmission,
   sha256Hex,
+  type Amount,
   type ApiErrorBody,
+  type AuthNonce,
+  type MessageSigner,
+  type OwnerActionResult,
+  type SetBudgetRequest,
+  type SignInResult,
   type CoordinatorInfo,
+  type CreatedJob,
   type EpochRecord,
   type FaucetResult,
   type Hash,
   type JobDetail,
   type JobProgress,
   type JobSummary,
+  type LeaseReleaseResult,
   type LeaseResponse,
   type ReputationView,
   type RewardsView,
@@ -90,6 +99,95 @@ export class CoordinatorClient {
       body: body as BodyInit,
     })
   }
+
+  // --- Requester: job creation ------------------------------------------------------------------------
+
+  /**
+   * Creates a job: `form` holds the draft as its `job` field (src/protocol/jobDraft.ts), first, then any
+   * files (`model`, `weights`, `data` or `images` + `labels`). Signed in as the draft's requester (`token`
+   * from `signIn`). 201 or 200 (same spec again) → the job id and spec; refusals carry the coordinator's
+   * code (`invalid_job_draft`, `invalid_model`, `invalid_dataset`, `model_data_mismatch`,
+   * `unsupported_by_bundle`, `file_too_large`, ...) and a message naming the file, row, layer or field.
+   */
+  createJob(form: FormData, token: string): Promise<CreatedJob> {
+    return this.json('/api/jobs', { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: form })
+  }
+
+  // --- Contributor: handing a lease back -------------------------------------------------------------
+
+  /**
+   * Hands a live lease back (a tab stopped or paused): its unit is leasable again at once, and nothing counts
+   * against the address. Refusals: `lease_not_found` (404), `already_submitted` or `lease_not_live` (409).
+   */
+  releaseLease(leaseId: string): Promise<LeaseReleaseResult> {
+    return this.json(`/api/leases/${encodeURIComponent(leaseId)}/release`, { method: 'POST' })
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+
+  // --- Requester: Sign-In with Ethereum, owner actions, model download ---------------------------------
+
+  /**
+   * Signs in with Ethereum (EIP-4361): fetches a nonce, has `signer` sign the message `buildSignInMessage`
+   * makes for this coordinator (its host, its chain), and returns the session. Pass `session.token` to the
+   * owner actions below; it is good until `expiresAt` (an hour). Refusals: `siwe_wrong_domain`,
+   * `siwe_wrong_chain`, `siwe_expired`, `siwe_replayed_nonce`, `bad_siwe_signature`, among others.
+   */
+  async signIn(signer: MessageSigner, options: { now?: number } = {}): Promise<SignInResult> {
+    const [{ nonce }, info] = await Promise.all([this.json<AuthNonce>('/api/auth/nonce'), this.info()])
+    // A client built with a relative base URL (a page on the coordinator's own origin) signs for that origin.
+    const origin = new URL(this.baseUrl || '/', globalThis.location?.href).origin
+    const message = buildSignInMessage({ address: signer.address, chainId: info.chainId, origin, nonce, now: options.now })
+    const signature = await signer.signMessage({ message })
+    return this.postJson('/api/auth/siwe', { message, signature })
+  }
+
+  /** No new units until resumed; leases already out may still be answered (and are paid). Owner only. */
+  pauseJob(jobId: string, token: string): Promise<OwnerActionResult> {
+    return this.ownerAction(jobId, 'pause', token)
+  }
+
+  resumeJob(jobId: string, token: string): Promise<OwnerActionResult> {
+    return this.ownerAction(jobId, 'resume', token)
+  }
+
+  /**
+   * For good: no new units; once the work still out is in and charged, the coordinator closes the escrow
+   * and the job's payment shows `closed` and what `JobEscrow.refund` returns (`refundable`). Owner only.
+   */
+  cancelJob(jobId: string, token: string): Promise<OwnerActionResult> {
+    return this.ownerAction(jobId, 'cancel', token)
+  }
+
+  /**
+   * Caps the job's spending at `budget` (base units). Refusals: `budget_below_owed` (below what contributors
+   * earned), `escrow_too_small` (deposit into the escrow first). Owner only.
+   */
+  setJobBudget(jobId: string, budget: Amount, token: string): Promise<OwnerActionResult> {
+    return this.postJson(`/api/jobs/${jobId}/budget`, { budget } satisfies SetBudgetRequest, token)
+  }
+
+  /**
+   * URL of the trained model's `model.json` at closed round `round` (its output checkpoint), or of the
+   * latest closed round's when `round` is omitted; `tf.loadLayersModel(url)` loads it unchanged.
+   */
+  modelUrl(jobId: string, round?: number): string {
+    return round === undefined ? `${this.baseUrl}/api/jobs/${jobId}/model.json` : `${this.baseUrl}/api/jobs/${jobId}/rounds/${round}/model.json`
+  }
+
+  private ownerAction(jobId: string, action: 'pause' | 'resume' | 'cancel', token: string): Promise<OwnerActionResult> {
+    return this.json(`/api/jobs/${jobId}/${action}`, { method: 'POST', headers: { authorization: `Bearer ${token}` } })
+  }
+
+  private postJson<T>(path: string, body: unknown, token?: string): Promise<T> {
+    return this.json(path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+    })
+  }
+
+  // ---------------------------------------------------------------------------------------------------
 
   /** The account's earnings and Merkle proofs of the latest posted and latest claimable roots. */
   rewards(account: Address): Promise<RewardsView> {

@@ -1,6 +1,7 @@
 import { gzipSync } from 'node:zlib'
 import { describe, expect, it } from 'vitest'
-import { IdxFormatError, encodeIdx, isGzip, labelledSetFromIdx, parseIdx, sliceIdx, type IdxArray } from './idx.ts'
+import { DatasetError } from './datasetError.ts'
+import { IdxFormatError, encodeIdx, validateIdxPair, isGzip, labelledSetFromIdx, parseIdx, sliceIdx, type IdxArray } from './idx.ts'
 
 /** 5 images of 2x3 pixels, pixel value = 10 * row + position. */
 function images(): IdxArray {
@@ -59,10 +60,23 @@ describe('IDX files', () => {
     expectIdxError(gz, /gzip-compressed/)
   })
 
-  it('refuses data types other than uint8', () => {
+  it('refuses data types other than uint8 and float32', () => {
     const bytes = encodeIdx(labels())
-    bytes[2] = 0x0d // float32
-    expectIdxError(bytes, /data type 0xd is not uint8/)
+    bytes[2] = 0x0c // int32
+    expectIdxError(bytes, /data type 0xc is not uint8 \(0x08\) or float32 \(0x0d\)/)
+  })
+
+  it('round-trips float32 items, big-endian in the file', () => {
+    const array = { shape: [2, 2], data: new Float32Array([1.5, -2, 0, 3.25e-3]) }
+    const bytes = encodeIdx(array)
+    expect(Array.from(bytes.subarray(0, 4))).toEqual([0, 0, 0x0d, 2])
+    expect(Array.from(bytes.subarray(12, 16))).toEqual([0x3f, 0xc0, 0, 0]) // 1.5 big-endian
+    expect(parseIdx(bytes)).toEqual(array)
+    expect(parseIdx(encodeIdx(sliceIdx(array, 1, 2)))).toEqual({ shape: [1, 2], data: new Float32Array([0, 3.25e-3]) })
+    expectIdxError(bytes.subarray(0, bytes.byteLength - 2), /promises 16 bytes of data, file has 14/)
+    const set = labelledSetFromIdx(array, { shape: [2], data: new Uint8Array([1, 0]) })
+    expect(set.images).toBeInstanceOf(Float32Array)
+    expect(() => labelledSetFromIdx(array, { shape: [2], data: new Float32Array(2) })).toThrow(/uint8 class ids/)
   })
 
   it('refuses a bad magic, a bad rank or a short header', () => {
@@ -91,5 +105,39 @@ describe('IDX files', () => {
     expect(Array.from(set.labels)).toEqual([7, 2, 1, 0, 4])
     expect(() => labelledSetFromIdx(images(), sliceIdx(labels(), 0, 4))).toThrow(/5 images but labels have shape \[4\]/)
     expect(() => labelledSetFromIdx(images(), { shape: [5, 1], data: new Uint8Array(5) })).toThrow(IdxFormatError)
+  })
+})
+
+describe('validating an uploaded IDX pair', () => {
+  const refusal = (run: () => unknown): DatasetError => {
+    try {
+      run()
+    } catch (error) {
+      expect(error).toBeInstanceOf(DatasetError)
+      return error as DatasetError
+    }
+    throw new Error('accepted')
+  }
+
+  it('accepts a matching pair and returns the labelled set', () => {
+    const set = validateIdxPair(encodeIdx(images()), encodeIdx(labels()), { classes: 10, exampleSize: 6 })
+    expect(set.count).toBe(5)
+  })
+
+  it('names the file, the example and the class count in what it refuses', () => {
+    const e1 = refusal(() => validateIdxPair(encodeIdx(images()), encodeIdx(labels()), { classes: 5 }))
+    expect(e1.code).toBe('label_out_of_range')
+    expect(e1.message).toBe('labels: example 0 has label 7, but the model has 5 classes (0 to 4)')
+    const e2 = refusal(() => validateIdxPair(encodeIdx(images()), encodeIdx(sliceIdx(labels(), 0, 3)), { classes: 10 }))
+    expect(e2.code).toBe('count_mismatch')
+    expect(e2.message).toBe('images has 5 examples but labels has 3')
+    const e3 = refusal(() => validateIdxPair(encodeIdx(images()), encodeIdx(labels()), { classes: 10, exampleSize: 784 }))
+    expect(e3.code).toBe('bad_shape')
+    expect(e3.message).toMatch(/images: each example has shape \[2,3\] \(6 values\), the model takes 784/)
+    const e4 = refusal(() => validateIdxPair(encodeIdx(images()).subarray(0, 20), encodeIdx(labels()), { classes: 10 }))
+    expect(e4.code).toBe('bad_idx')
+    expect(e4.message).toMatch(/^images: IDX header promises/)
+    const e5 = refusal(() => validateIdxPair(encodeIdx(images()), encodeIdx(labels()), { classes: 10, maxCount: 4 }))
+    expect(e5.code).toBe('too_large')
   })
 })

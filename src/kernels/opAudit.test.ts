@@ -13,6 +13,10 @@ import {
 } from './opAudit.ts'
 import { registerDeterministicKernels } from './register.ts'
 import { EXACT_KERNELS, EXACT_PASSTHROUGH_KERNELS, registerExactKernels } from './registerExact.ts'
+import { buildPreset } from '../../coordinator/presets/index.ts'
+import { jobSpecHash, parseJobSpec, type WorkUnit } from '../protocol/index.ts'
+import { mapBlobSource } from '../worker/blobSource.ts'
+import { createUnitRunner } from '../worker/unitRunner.ts'
 import { presetUnit } from './testing/presetUnit.ts'
 import { setupTfjsWebgpu } from './testing/tfjsWebgpu.ts'
 
@@ -137,5 +141,55 @@ describe.skipIf(unavailable !== null)('exact-mode audit: every float32 computati
     const strays = [...recorded.programs].filter(([name, p]) => !allowedPrograms.has(name) && !(name === 'Object' && [...p.shaderKeys].every((k) => k.startsWith('exact'))))
     expect(strays.map(([name, p]) => `${name} ${[...p.shaderKeys].join(',')}`)).toEqual([])
     console.log(`exact-mode unit: kernels ${JSON.stringify(Object.fromEntries(recorded.kernels))}; programs ${JSON.stringify([...recorded.programs].map(([n, p]) => `${n} x${p.count} ${[...p.shaderKeys].join(',')}`))}`)
+  })
+})
+
+describe.skipIf(unavailable !== null)('op audit: the convolutional preset (Conv2D, MaxPool) on the default bundle (Node, Dawn)', () => {
+  it('dispatches only audited kernels and programs, and gives the same update hash on two runs', async () => {
+    if (isUnavailable(tfjs)) return
+    // Batch 8 keeps it short on SwiftShader; the convolution still takes Conv2DMMProgram (176 32x32 tiles, over the im2col threshold).
+    const preset = await buildPreset('mnist-cnn', { kernelBundle: 'default', training: { innerSteps: 2, batchSize: 8 } })
+    const spec = parseJobSpec(preset.spec)
+    const unit: WorkUnit = { jobId: jobSpecHash(spec), round: 0, unit: 1, inputHash: spec.model.initialWeights }
+    const matmul = registerDeterministicKernels()
+    const recorded = recordKernels(tfjs.backend)
+    const hashes: string[] = []
+    try {
+      // A fresh runner each time: the second run rebuilds the model, so nothing carries over but the kernels.
+      for (let run = 0; run < 2; run++) hashes.push((await createUnitRunner(mapBlobSource(preset.blobs, 'cnn preset')).run(spec, unit)).outputHash)
+    } finally {
+      recorded.stop()
+      matmul.restore()
+    }
+    console.log(
+      `cnn preset unit kernels: ${JSON.stringify(Object.fromEntries(recorded.kernels))}; programs: ` +
+        JSON.stringify([...recorded.programs].map(([n, p]) => `${n} x${p.count} [${[...p.workgroupSizes].join(',')}] ${[...p.shaderKeys].join(',')}`)),
+    )
+    expect([...recorded.kernels.keys()].filter((k) => !(k in KERNEL_AUDIT))).toEqual([])
+    expect([...recorded.programs.keys()].filter((p) => !(p in PROGRAM_AUDIT))).toEqual([])
+    for (const k of ['Conv2D', 'Conv2DBackpropFilter', 'MaxPool', 'MaxPoolGrad']) expect(recorded.kernels.get(k), k).toBeGreaterThan(0)
+    expect(recorded.programs.has('ReduceProgram')).toBe(false)
+    expect(hashes[1]).toBe(hashes[0])
+  })
+})
+
+describe.skipIf(unavailable !== null)('exact-mode audit: the character model (one-hot window, two dense layers) needs no new kernel', () => {
+  it('runs a unit of the Tiny Shakespeare preset on exact kernels and pass-through kernels only', async () => {
+    if (isUnavailable(tfjs)) return
+    const preset = await buildPreset('shakespeare-char', { kernelBundle: 'exact', training: { innerSteps: 1, batchSize: 8 } })
+    const spec = parseJobSpec(preset.spec)
+    const unit: WorkUnit = { jobId: jobSpecHash(spec), round: 0, unit: 1, inputHash: spec.model.initialWeights }
+    const exact = registerExactKernels()
+    const recorded = recordKernels(tfjs.backend)
+    try {
+      const out = await createUnitRunner(mapBlobSource(preset.blobs, 'char preset')).run(spec, unit)
+      expect(out.losses.every(Number.isFinite)).toBe(true)
+    } finally {
+      recorded.stop()
+      exact.restore()
+    }
+    const allowed = new Set<string>([...EXACT_KERNELS, ...EXACT_PASSTHROUGH_KERNELS])
+    expect([...recorded.kernels.keys()].filter((k) => !allowed.has(k))).toEqual([])
+    for (const k of EXACT_KERNELS) expect(exact.counts[k].stock, k).toBe(0)
   })
 })

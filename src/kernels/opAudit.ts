@@ -171,6 +171,47 @@ export const KERNEL_AUDIT = {
       'ReduceProgram picks a 512-wide one from 32768 elements when the adapter allows), no atomics. Across implementations: ' +
       'subnormal flushing and a compiler\'s freedom to reassociate float adds (exact mode: soft float)',
   },
+  // The convolutional preset (coordinator/presets/mnistConv.ts) and uploaded models with Conv2D / MaxPooling2D.
+  Conv2D: {
+    class: 'matmul',
+    deterministicOnOneImplementation: true,
+    crossImplementationRisk: 'high',
+    reason:
+      'Conv2D_impl.js conv2DImpl: Conv2DMMProgram (conv2d_mm_webgpu.js, a tiled implicit-GEMM, each output summed over its own ' +
+      'h*w*inChannels in a fixed tile order, no atomics), or for outputs of at most 8 (16 on Intel gen 12+) 32x32 tiles im2col + ' +
+      'the stock matmul pinned to program type 3 (config.ts); the path and Conv2DMMProgram\'s sequentialAccessByThreads depend on ' +
+      'the adapter vendor/architecture, which are part of the device class, so one class always runs one program',
+  },
+  Conv2DBackpropFilter: {
+    class: 'reduction',
+    deterministicOnOneImplementation: true,
+    crossImplementationRisk: 'high',
+    reason:
+      'Conv2DDerFilterProgram (conv_backprop_webgpu.js): one invocation per filter element loops over batch, output rows and ' +
+      'columns in index order, workgroup 64 fixed; no atomics, so the order depends on the shape alone; long float sums, fma may differ',
+  },
+  Conv2DBackpropInput: {
+    class: 'matmul',
+    deterministicOnOneImplementation: true,
+    crossImplementationRisk: 'high',
+    reason:
+      'Conv2DDerInputMMProgram (conv_backprop_mm_webgpu.js, tiled, fixed k order) or Conv2DDerInputProgram when ' +
+      'WEBGPU_USE_NAIVE_CONV2D_DEBUG is set: one output per invocation, no atomics (only a conv layer above another trainable layer runs it)',
+  },
+  MaxPool: {
+    class: 'reduction',
+    deterministicOnOneImplementation: true,
+    crossImplementationRisk: 'none',
+    reason: 'Pool2DProgram max (pool_webgpu.js): each output is the max of its own window; max is exact and order-free',
+  },
+  MaxPoolGrad: {
+    class: 'element-wise',
+    deterministicOnOneImplementation: true,
+    crossImplementationRisk: 'low',
+    reason:
+      'Pool2DProgram with positions, then MaxPool2DBackpropProgram (max_pool_backprop_webgpu.js): each input element sums dy over the ' +
+      'windows whose argmax it is, in a fixed loop order; for non-overlapping windows (stride = pool size) that is one value, exact',
+  },
 } as const satisfies Record<string, OpAuditEntry>
 
 export type AuditedKernel = keyof typeof KERNEL_AUDIT
@@ -236,6 +277,50 @@ export const PROGRAM_AUDIT = {
     deterministicOnOneImplementation: true,
     crossImplementationRisk: 'none',
     reason: 'onehot_webgpu.js: a select per element, exact',
+  },
+  Conv2DMMProgram: {
+    class: 'matmul',
+    deterministicOnOneImplementation: true,
+    crossImplementationRisk: 'high',
+    reason: 'conv2d_mm_webgpu.js: implicit GEMM, each output accumulated over its fixed tiles of h*w*inChannels in order, no atomics',
+  },
+  Im2ColProgram: {
+    class: 'data-movement',
+    deterministicOnOneImplementation: true,
+    crossImplementationRisk: 'none',
+    reason: 'im2col_webgpu.js: copies input patches into columns, exact (small convolutions only, then MatMulPackedProgram)',
+  },
+  MatMulPackedProgram: {
+    class: 'matmul',
+    deterministicOnOneImplementation: true,
+    crossImplementationRisk: 'high',
+    reason:
+      'matmul_packed_webgpu.js: stock tiled matmul with a fixed k order, reached only by conv2d\'s im2col path (matmuls proper go to ' +
+      'matmulDeterministic); program type pinned to 3 so split-K and its float atomics never run',
+  },
+  Conv2DDerFilterProgram: {
+    class: 'reduction',
+    deterministicOnOneImplementation: true,
+    crossImplementationRisk: 'high',
+    reason: 'conv_backprop_webgpu.js: one invocation per filter element, sequential loops over batch and output positions, no atomics',
+  },
+  Conv2DDerInputMMProgram: {
+    class: 'matmul',
+    deterministicOnOneImplementation: true,
+    crossImplementationRisk: 'high',
+    reason: 'conv_backprop_mm_webgpu.js: tiled, fixed k order per output, no atomics',
+  },
+  Pool2DProgram: {
+    class: 'reduction',
+    deterministicOnOneImplementation: true,
+    crossImplementationRisk: 'none',
+    reason: 'pool_webgpu.js: each output the max of its own window (or its argmax position for MaxPoolGrad); exact',
+  },
+  MaxPool2DBackpropProgram: {
+    class: 'element-wise',
+    deterministicOnOneImplementation: true,
+    crossImplementationRisk: 'low',
+    reason: 'max_pool_backprop_webgpu.js: each dx element sums its windows\' dy in a fixed loop order; no atomics',
   },
 } as const satisfies Record<string, OpAuditEntry>
 

@@ -24,7 +24,14 @@ export interface CoordinatorInfo {
   epochSeconds: number | null
 }
 
-export type JobStatus = 'active' | 'finished'
+/**
+ * - `active`: units are issued.
+ * - `paused` (by its owner): no new unit is issued; leased ones may still be answered until their lease ends.
+ * - `cancelled` (by its owner, for good): as paused, and once nothing is in flight and the last epoch has
+ *   charged what contributors earned, the coordinator closes the escrow so the requester can refund the rest.
+ * - `finished`: every round closed.
+ */
+export type JobStatus = 'active' | 'paused' | 'cancelled' | 'finished'
 
 export interface JobSummary {
   id: Hash
@@ -34,6 +41,8 @@ export interface JobSummary {
   rounds: number
   checkpoint: Hash
   createdAt: number
+  /** When an owner last paused, resumed or cancelled the job (ms); null if never. */
+  statusChangedAt: number | null
   /** Escrow and earnings of a paid job; null for a volunteer job (no payment terms in its spec). */
   payment: JobPayment | null
 }
@@ -41,7 +50,8 @@ export interface JobSummary {
 /**
  * - `awaiting_deposit`: the escrow on-chain holds less than the spec's budget; no units are issued.
  * - `funded`: units are issued while the rest of the escrow can pay for them.
- * - `closed`: the job ended and the coordinator closed its escrow; the requester may take back the rest.
+ * - `closed`: the job ended (finished, or cancelled by its owner) and the coordinator closed its escrow, or the
+ *   requester already took the rest back; `refundable` says what `JobEscrow.refund` pays now.
  */
 export type JobPaymentStatus = 'awaiting_deposit' | 'funded' | 'closed'
 
@@ -61,6 +71,14 @@ export interface JobPayment {
   /** Deposit transactions seen on-chain, oldest first. */
   deposits: Array<{ txHash: Hex; amount: Amount; blockNumber: number }>
   closeTxHash: Hex | null
+  /** The owner's own cap on spending (`POST /api/jobs/:id/budget`); null: the whole escrow may be spent. */
+  budgetCap: Amount | null
+  /** What units may be paid from: the escrow, or the owner's cap if lower. */
+  spendable: Amount
+  /** What `JobEscrow.refund` pays the requester now: deposited − charged once the escrow is closed, else 0. */
+  refundable: Amount
+  /** The requester took the rest back (`JobEscrow.refund`). */
+  refunded: boolean
 }
 
 export interface EpochRecord {
@@ -209,6 +227,13 @@ export interface SubmitResult {
   roundClosed: boolean
 }
 
+/** `POST /api/leases/:leaseId/release`: the lease was handed back and its unit is leasable again. */
+export interface LeaseReleaseResult {
+  released: true
+  round: number
+  unit: number
+}
+
 /** Body of every 4xx/5xx answer. `code` is stable for programs, `message` says what was wrong. */
 export interface ApiErrorBody {
   error: string
@@ -218,3 +243,10 @@ export interface ApiErrorBody {
 
 /** Messages on the job's WebSocket. */
 export type LiveMessage = { type: 'progress'; progress: JobProgress }
+
+/** Answer of `POST /api/jobs`: 201 when the job was created, 200 (`created: false`) when that spec already existed. */
+export interface CreatedJob {
+  jobId: Hash
+  spec: JobSpec
+  created: boolean
+}

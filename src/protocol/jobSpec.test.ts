@@ -183,6 +183,23 @@ describe('job spec', () => {
     expect(issues.some((i) => i.startsWith('model.topology: '))).toBe(true)
   })
 
+  it('takes the optional data set fields of uploads and text sets, and a spec without them hashes as before', () => {
+    const base = validSpecInput()
+    // The hand-built spec's hash, pinned (the same before the optional fields existed): they change no existing hash.
+    expect(jobSpecHash(parseJobSpec(base))).toBe('0xb3607708cbaef9866a5dd11e4d7491a521c659a035d858aea6e3948192857ed7')
+    expect(jobSpecJson(parseJobSpec(base))).not.toMatch(/inputEncoding|vocabulary|labelNames|featureNames|standardization/)
+    const text = { ...base, data: { ...base.data, inputShape: [24, 65], classes: 65, scale: 1, inputEncoding: { kind: 'one-hot', depth: 65 }, vocabulary: 'abc' } }
+    expect(parseJobSpec(text).data.inputEncoding).toEqual({ kind: 'one-hot', depth: 65 })
+    const csv = {
+      ...base,
+      data: { ...base.data, inputShape: [2], classes: 3, scale: 1, labelNames: ['a', 'b', 'c'], featureNames: ['x', 'y'], standardization: { mean: [1, 2], std: [0.5, 3] } },
+    }
+    expect(parseJobSpec(csv).data.standardization).toEqual({ mean: [1, 2], std: [0.5, 3] })
+    expect(jobSpecHash(parseJobSpec(csv))).not.toBe(jobSpecHash(parseJobSpec(base)))
+    expect(issuesOf({ ...base, data: { ...base.data, inputEncoding: { kind: 'one-hot', depth: 300 } } })[0]).toMatch(/^data\.inputEncoding\.depth: /)
+    expect(issuesOf({ ...base, data: { ...base.data, standardization: { mean: [0], std: [0] } } })[0]).toMatch(/^data\.standardization\.std\.0: /)
+  })
+
   it('names the root when the input is not an object', () => {
     for (const input of [null, 'spec', 42, []]) {
       const issues = issuesOf(input)

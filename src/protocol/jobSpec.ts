@@ -21,16 +21,46 @@ export const idxSplitSchema = z.object({
   count: positiveInt(10_000_000),
 })
 
+/**
+ * How a stored example becomes the model's input. Absent: the IDX item's values divided by `scale`.
+ * `one-hot`: the item holds integer ids (uint8), each expanded to a one-hot row of `depth` floats when
+ * the batch is gathered, so a character model needs no Embedding layer (and no scatter-add gradient, whose
+ * order is not fixed on the GPU); `inputShape` is then [item length, depth] and `scale` is not applied.
+ */
+export const inputEncodingSchema = z.object({ kind: z.literal('one-hot'), depth: positiveInt(256) })
+
+/**
+ * Per-feature standardisation already applied to stored float32 features (CSV uploads): feature j was
+ * stored as (x − mean[j]) / std[j], with mean and std of the training split. Recorded so that whoever uses
+ * the trained model feeds new rows through the same transform.
+ */
+export const standardizationSchema = z.object({
+  mean: z.array(z.number()).min(1).max(1 << 16),
+  std: z.array(z.number().positive()).min(1).max(1 << 16),
+})
+
+/**
+ * Every field after `heldOut` is optional and absent in the MNIST presets, so adding them changed no
+ * existing spec hash (jobSpec.test.ts pins them).
+ */
 export const datasetSchema = z.object({
   format: z.literal('idx-classification'),
   name: z.string().min(1).max(200),
-  /** Shape of one example after flattening the IDX item, e.g. [784] for 28x28 digits. */
+  /** Shape of one example as the model takes it, e.g. [784] for 28x28 digits (the IDX item, flattened or not, same size). */
   inputShape: z.array(positiveInt(1 << 20)).min(1).max(4),
   classes: positiveInt(100_000),
-  /** Pixels are divided by this before training (255 for uint8 images in [0, 1]). */
+  /** Stored values are divided by this before training (255 for uint8 images in [0, 1]; 1 for float32 features). */
   scale: z.number().positive(),
   train: idxSplitSchema,
   heldOut: idxSplitSchema,
+  inputEncoding: inputEncodingSchema.optional(),
+  /** Text data sets: the characters of the vocabulary in id order (id i is the i-th code point). */
+  vocabulary: z.string().min(1).max(4096).optional(),
+  /** Class names in id order (CSV labels that were strings: their sorted distinct values). */
+  labelNames: z.array(z.string().max(200)).min(1).max(100_000).optional(),
+  /** Input feature names in stored order (CSV: a numeric column's header, a categorical one's `column=value`). */
+  featureNames: z.array(z.string().max(400)).min(1).max(1 << 16).optional(),
+  standardization: standardizationSchema.optional(),
 })
 
 export const trainingSchema = z.object({
@@ -94,6 +124,7 @@ export type JobSpec = z.infer<typeof jobSpecSchema>
 export type TrainingConfig = z.infer<typeof trainingSchema>
 export type PaymentTerms = z.infer<typeof paymentSchema>
 export type DatasetSpec = z.infer<typeof datasetSchema>
+export type InputEncoding = z.infer<typeof inputEncodingSchema>
 
 export class JobSpecError extends Error {
   override name = 'JobSpecError'

@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { getAddress, hashTypedData, recoverTypedDataAddress, type Address, type Hex } from 'viem'
+import { getAddress, hashTypedData, recoverTypedDataAddress, zeroAddress, type Address, type Hex } from 'viem'
 import { addressSchema } from './address.ts'
 import { claimDomain, signatureSchema, type ClaimDomainParams } from './claim.ts'
 import { hashSchema, type Hash } from './hash.ts'
@@ -12,6 +12,12 @@ import { hashSchema, type Hash } from './hash.ts'
  * Replay protection: `nonce` is 32 random bytes the coordinator remembers until `issuedAt` falls out of
  * the freshness window; `audience` names the coordinator (its `coordinatorId` in `/api/info`), so a request
  * signed for one coordinator cannot be replayed at another one that shares the chain.
+ *
+ * `referrer` is the site whose embedded widget the contributor trains from (`REFERRER_SHARE_BPS` of each
+ * unit's price goes to it, out of the contributor's pay). It is part of what the contributor signs, so the
+ * share leaves the contributor's reward only with the contributor's own consent: neither the host page nor
+ * anyone between the tab and the coordinator can add or swap it. The zero address means no referrer, and a
+ * request that leaves the field out is signed and checked with the zero address.
  */
 export const leaseRequestTypes = {
   LeaseRequest: [
@@ -20,6 +26,7 @@ export const leaseRequestTypes = {
     { name: 'nonce', type: 'bytes32' },
     { name: 'issuedAt', type: 'uint64' },
     { name: 'audience', type: 'string' },
+    { name: 'referrer', type: 'address' },
   ],
 } as const
 
@@ -35,6 +42,8 @@ export const leaseRequestSchema = z.object({
   nonce: hashSchema,
   issuedAt: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
   audience: z.string().min(1).max(100),
+  /** Omitted or the zero address: no referrer. */
+  referrer: addressSchema.optional(),
 })
 export type LeaseRequest = z.infer<typeof leaseRequestSchema>
 
@@ -47,7 +56,7 @@ function typedData(request: LeaseRequest, domain: ClaimDomainParams) {
     domain: claimDomain(domain),
     types: leaseRequestTypes,
     primaryType: 'LeaseRequest',
-    message: { ...request, issuedAt: BigInt(request.issuedAt) },
+    message: { ...request, issuedAt: BigInt(request.issuedAt), referrer: request.referrer ?? zeroAddress },
   } as const
 }
 
@@ -70,7 +79,7 @@ function randomNonce(): Hash {
 /** Signs a fresh lease request for `jobId` at time `now` (ms since the epoch). */
 export async function signLeaseRequest(
   signer: LeaseRequestSigner,
-  params: { jobId: Hash; audience: string; domain: ClaimDomainParams; now?: number; nonce?: Hash },
+  params: { jobId: Hash; audience: string; domain: ClaimDomainParams; now?: number; nonce?: Hash; referrer?: Address | null },
 ): Promise<SignedLeaseRequest> {
   const request: LeaseRequest = {
     jobId: params.jobId,
@@ -78,6 +87,7 @@ export async function signLeaseRequest(
     nonce: params.nonce ?? randomNonce(),
     issuedAt: Math.floor(params.now ?? Date.now()),
     audience: params.audience,
+    ...(params.referrer && params.referrer !== zeroAddress ? { referrer: getAddress(params.referrer) } : {}),
   }
   const signature = await signer.signTypedData(typedData(request, params.domain))
   return { request, signature }
@@ -90,4 +100,9 @@ export async function recoverLeaseRequestSigner(signed: SignedLeaseRequest, doma
   } catch {
     return null
   }
+}
+
+/** The referrer a verified request names, or null for none (left out or the zero address). */
+export function referrerOf(request: LeaseRequest): Address | null {
+  return request.referrer && request.referrer !== zeroAddress ? request.referrer : null
 }

@@ -16,7 +16,7 @@ export async function evaluateModel(model: tf.LayersModel, spec: JobSpec, set: L
   for (let start = 0; start < set.count; start += batchSize) {
     const end = Math.min(set.count, start + batchSize)
     const indices = Array.from({ length: end - start }, (_, i) => start + i)
-    const { x, y } = gatherBatch(set, indices, spec.data.inputShape, spec.data.classes, spec.data.scale)
+    const { x, y } = gatherBatch(set, indices, spec.data.inputShape, spec.data.classes, spec.data.scale, spec.data.inputEncoding)
     const [lossTotal, hits] = tf.tidy(() => {
       const logits = model.apply(x) as tf.Tensor
       const losses = tf.losses.softmaxCrossEntropy(y, logits, undefined, undefined, tf.Reduction.NONE)

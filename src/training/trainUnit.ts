@@ -60,7 +60,7 @@ export async function trainUnit(params: {
   const lossTensors: tf.Scalar[] = []
   try {
     for (let step = 0; step < innerSteps; step++) {
-      const { x, y } = gatherBatch(train, indices.subarray(step * batchSize, (step + 1) * batchSize), inputShape, classes, scale)
+      const { x, y } = gatherBatch(train, indices.subarray(step * batchSize, (step + 1) * batchSize), inputShape, classes, scale, spec.data.inputEncoding)
       const loss = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x) as tf.Tensor) as tf.Scalar, true)
       tf.dispose([x, y])
       if (loss) lossTensors.push(loss)

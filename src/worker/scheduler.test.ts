@@ -105,3 +105,105 @@ describe('Scheduler lease requests', () => {
     expect(h.scheduler.currentState).toBe('finished')
   })
 })
+
+/**
+ * A scheduler against a fake coordinator that leases units of round 0 one after another, records
+ * releases and submissions, and an executor whose units finish only when the test says so.
+ */
+function unitHarness(options: { restAfterUnit?: (computeMs: number) => number } = {}) {
+  const account = privateKeyToAccount(generatePrivateKey())
+  const events: SchedulerEvent[] = []
+  const sleeps: number[] = []
+  const released: string[] = []
+  const submitted: string[] = []
+  const signals: AbortSignal[] = []
+  let leases = 0
+  const pending: Array<() => void> = []
+  const fetchImpl = (async (url: string | URL, init?: RequestInit) => {
+    const path = new URL(String(url)).pathname
+    const json = (status: number, body: unknown) => new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } })
+    if (path === '/api/info') return json(200, info)
+    if (path === `/api/jobs/${jobId}`) return json(200, { id: jobId, spec: {} })
+    if (path === `/api/jobs/${jobId}/leases`) {
+      const unit = leases++
+      return json(200, { status: 'leased', lease: { id: `lease-${unit}`, contributor: account.address, expiresAt: Date.now() + 60_000, unit: { jobId, round: 0, unit, inputHash: jobId } } })
+    }
+    const release = /^\/api\/leases\/(.+)\/release$/.exec(path)
+    if (release) {
+      released.push(release[1]!)
+      return json(200, { released: true, round: 0, unit: Number(release[1]!.split('-')[1]) })
+    }
+    const submission = /^\/api\/leases\/(.+)\/submission$/.exec(path)
+    if (submission) {
+      submitted.push(submission[1]!)
+      return json(200, { accepted: true, round: 0, unit: 0, roundClosed: false })
+    }
+    return json(404, { error: 'not found', code: 'not_found', message: path })
+  }) as typeof fetch
+  let clock = 0
+  const scheduler = new Scheduler({
+    client: new CoordinatorClient('http://coordinator.test', fetchImpl),
+    executor: {
+      runUnit: (_spec, unit, signal) => {
+        if (signal) signals.push(signal)
+        return new Promise((resolve) => {
+          pending.push(() => {
+            clock += 300
+            resolve({ unit, outputHash: jobId, updateBytes: new Uint8Array(4), examples: 64, losses: [1], meanLoss: 1, timings: { fetchMs: 0, trainMs: 300, hashMs: 0 } })
+          })
+        })
+      },
+    },
+    signer: account,
+    deviceClass: 'test',
+    jobId,
+    now: () => clock,
+    onEvent: (event) => events.push(event),
+    restAfterUnit: options.restAfterUnit,
+    sleep: (ms) =>
+      new Promise((resolve) => {
+        sleeps.push(ms)
+        setTimeout(resolve, 5)
+      }),
+  })
+  const until = (done: () => boolean) =>
+    new Promise<void>((resolve) => {
+      const poll = () => (done() ? resolve() : setTimeout(poll, 2))
+      poll()
+    })
+  return { scheduler, events, sleeps, released, submitted, signals, pending, until }
+}
+
+describe('Scheduler stop and duty cycle', () => {
+  it('hands the unit in flight back at once on stop, without waiting for it to finish', async () => {
+    const h = unitHarness()
+    h.scheduler.start()
+    await h.until(() => h.pending.length === 1)
+    await h.scheduler.stop()
+    expect(h.scheduler.currentState).toBe('idle')
+    expect(h.released).toEqual(['lease-0'])
+    expect(h.submitted).toEqual([])
+    expect(h.signals[0]!.aborted).toBe(true)
+    expect(h.events).toContainEqual({ type: 'released', round: 0, unit: 0, handedBack: true })
+    // The unit finishing afterwards changes nothing: it is neither signed nor submitted.
+    h.pending[0]!()
+    await new Promise((r) => setTimeout(r, 20))
+    expect(h.submitted).toEqual([])
+  })
+
+  it('rests t·(1−d)/d after each unit and reports the examples and compute time', async () => {
+    const h = unitHarness({ restAfterUnit: (ms) => ms * 3 })
+    h.scheduler.start()
+    await h.until(() => h.pending.length === 1)
+    h.pending[0]!()
+    await h.until(() => h.events.some((e) => e.type === 'resting'))
+    await h.until(() => h.pending.length === 2)
+    await h.scheduler.stop()
+    const accepted = h.events.find((e) => e.type === 'unit-accepted')
+    expect(accepted?.type === 'unit-accepted' && accepted.report).toMatchObject({ examples: 64, computeMs: 300 })
+    expect(h.events).toContainEqual({ type: 'resting', ms: 900 })
+    expect(h.sleeps).toContain(900)
+    expect(h.submitted).toEqual(['lease-0'])
+    expect(h.released).toEqual(['lease-1'])
+  })
+})

@@ -15,9 +15,13 @@ import {
 } from '../protocol/index.ts'
 import type { UnitOutput } from './unitRunner.ts'
 
-/** Runs one unit somewhere: a comlink proxy to the Worker in a page, the runner itself in Node. */
+/**
+ * Runs one unit somewhere: a comlink proxy to the Worker in a page, the runner itself in Node. `signal`
+ * aborts when the loop stops or pauses mid-unit: an executor that can cut the computation short should
+ * (the page terminates its Worker); the loop does not wait for it either way.
+ */
 export interface UnitExecutor {
-  runUnit(spec: JobSpec, unit: WorkUnit): Promise<UnitOutput>
+  runUnit(spec: JobSpec, unit: WorkUnit, signal?: AbortSignal): Promise<UnitOutput>
 }
 
 export interface UnitReport {
@@ -26,6 +30,9 @@ export interface UnitReport {
   outputHash: Hash
   meanLoss: number
   losses: number[]
+  /** Training examples the unit went through, and the executor's wall time for it (fetch, train, hash). */
+  examples: number
+  computeMs: number
   roundClosed: boolean
   /** Wall time split of the unit, in ms, as the page saw it. */
   timings: { fetchMs: number; trainMs: number; hashMs: number; signMs: number; uploadMs: number; totalMs: number }
@@ -39,6 +46,13 @@ export type SchedulerEvent =
   | { type: 'unit-accepted'; report: UnitReport }
   | { type: 'unit-refused'; round: number; unit: number; code: string; message: string }
   | { type: 'waiting'; reason: string; retryAfterMs: number }
+  /** The duty cycle's rest after a unit (`restAfterUnit`); only a stop cuts it short. */
+  | { type: 'resting'; ms: number }
+  /**
+   * The loop stopped with a unit in flight and handed its lease back, so the unit is leasable again at
+   * once; `handedBack` is false when the coordinator could not be told (the lease then runs out by itself).
+   */
+  | { type: 'released'; round: number; unit: number; handedBack: boolean; message?: string }
   | { type: 'error'; message: string; retryAfterMs: number }
   /**
    * The loop gave up: retrying cannot help. Either this build lacks the job's kernel bundle, or the
@@ -59,7 +73,17 @@ export interface SchedulerOptions {
   /** Claimed when the executor does not say which class a unit ran under. */
   deviceClass: string
   jobId: Hash
+  /**
+   * The site whose embedded widget runs this loop: named in every signed lease request, so the unit's pay is
+   * shared with it (REFERRER_SHARE_BPS). Only the widget sets it, after its consent text said so.
+   */
+  referrer?: Address | null
   onEvent?: (event: SchedulerEvent) => void
+  /**
+   * How long to rest after a unit whose computation took `computeMs`: the page's duty cycle (a share d of
+   * the time computing rests t·(1−d)/d). None by default.
+   */
+  restAfterUnit?: (computeMs: number) => number
   sleep?: (ms: number) => Promise<void>
   now?: () => number
 }
@@ -95,6 +119,30 @@ class LoopStop extends Error {
   }
 }
 
+/** The loop was stopped while a unit was in flight: the unit is dropped and its lease handed back. */
+class UnitAborted extends Error {
+  override name = 'UnitAborted'
+}
+
+/** Settles with `work`, or rejects with UnitAborted as soon as `signal` aborts, whichever comes first. */
+function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new UnitAborted())
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new UnitAborted())
+    signal.addEventListener('abort', onAbort, { once: true })
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(value)
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(error)
+      },
+    )
+  })
+}
+
 /** The coordinator refused a lease request as stale: this machine's clock is off. Retried, it may be set right. */
 class ClockSkewError extends Error {
   override name = 'ClockSkewError'
@@ -113,6 +161,11 @@ export class Scheduler {
   private readonly sleep: (ms: number) => Promise<void>
   private readonly now: () => number
   private wake: (() => void) | null = null
+  /** Aborts the unit in flight, if any: stop() hands it back at once instead of finishing it. */
+  private inFlight: AbortController | null = null
+  private lease: Lease | null = null
+  /** A duty-cycle rest is under way: a nudge (new round) must not cut it short, only a stop. */
+  private resting = false
 
   constructor(private readonly options: SchedulerOptions) {
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => {
@@ -133,6 +186,11 @@ export class Scheduler {
     return this.options.signer.address
   }
 
+  /** The lease of the unit in flight, if any: a page that is closed hands it back with a beacon. */
+  get leaseInFlight(): Lease | null {
+    return this.lease
+  }
+
   start(): void {
     if (this.state === 'running') return
     this.setState('running')
@@ -144,12 +202,17 @@ export class Scheduler {
 
   /** Cuts a wait short, e.g. when the page hears that a new round opened. */
   nudge(): void {
-    this.wake?.()
+    if (!this.resting) this.wake?.()
   }
 
-  /** Stops after the unit in flight (its result is discarded); resolves when the loop has ended. */
+  /**
+   * Stops at once: a unit in flight is dropped and its lease handed back to the coordinator (a 'released'
+   * event), so someone else can take it now rather than when the lease runs out. Resolves when the loop
+   * has ended. A pause is a stop followed, later, by start().
+   */
   async stop(): Promise<void> {
     if (this.state === 'running') this.setState('stopping')
+    this.inFlight?.abort()
     this.wake?.()
     await this.loop
   }
@@ -178,6 +241,8 @@ export class Scheduler {
           this.emit({ type: 'stopped', reason: error.message, ...(error.code ? { code: error.code } : {}) })
           return
         }
+        // Stopped meanwhile (a submission given up on, a unit handed back after a failure): no retry to wait for.
+        if (this.state !== 'running') return
         const message = error instanceof ClockSkewError ? error.message : error instanceof Error ? `${error.name}: ${error.message}` : String(error)
         // Comlink rebuilds a Worker's error as a plain Error with the original name, so match on the name.
         if (error instanceof Error && UNRECOVERABLE_ERRORS.has(error.name)) {
@@ -216,7 +281,7 @@ export class Scheduler {
    */
   private async requestLease(info: CoordinatorInfo): Promise<LeaseResponse | null> {
     const { client, signer, jobId } = this.options
-    const signed = await signLeaseRequest(signer, { jobId, audience: info.coordinatorId, domain: info })
+    const signed = await signLeaseRequest(signer, { jobId, audience: info.coordinatorId, domain: info, referrer: this.options.referrer })
     try {
       return await client.lease(jobId, signed)
     } catch (error) {
@@ -239,7 +304,7 @@ export class Scheduler {
 
   /** One lease-run-submit cycle; true when the job has finished. */
   private async step(): Promise<boolean> {
-    const { client, executor, signer, jobId } = this.options
+    const { client } = this.options
     const info = (this.info ??= await client.info())
     const response = await this.requestLease(info)
     if (response === null) return false
@@ -251,16 +316,53 @@ export class Scheduler {
     }
     const { lease } = response
     this.emit({ type: 'leased', lease })
+    const abort = new AbortController()
+    this.inFlight = abort
+    this.lease = lease
+    // Stopped while the lease request was on its way: the unit is handed back before any work.
+    if (this.state !== 'running') abort.abort()
+    let computeMs: number
+    try {
+      computeMs = await this.work(info, lease, abort.signal)
+    } catch (error) {
+      // Whatever ended the unit early (a stop, a failed computation), its unit should not wait out the
+      // lease time: hand it back now. A refusal by the coordinator never gets here (work() reports it).
+      await this.release(lease)
+      if (error instanceof UnitAborted) return false
+      throw error
+    } finally {
+      this.inFlight = null
+      this.lease = null
+    }
+    await this.rest(computeMs)
+    return false
+  }
+
+  /** Tells the coordinator that `lease` is handed back; never throws (the lease runs out by itself otherwise). */
+  private async release(lease: Lease): Promise<void> {
+    const { round, unit } = lease.unit
+    try {
+      await this.options.client.releaseLease(lease.id)
+      this.emit({ type: 'released', round, unit, handedBack: true })
+    } catch (error) {
+      this.emit({ type: 'released', round, unit, handedBack: false, message: error instanceof Error ? error.message : String(error) })
+    }
+  }
+
+  /** Runs, signs and submits one leased unit; its compute time (the executor's) once answered or refused. */
+  private async work(info: CoordinatorInfo, lease: Lease, signal: AbortSignal): Promise<number> {
+    const { client, executor, signer, jobId } = this.options
+    if (signal.aborted) throw new UnitAborted()
     let spec = this.specs.get(jobId)
     if (!spec) {
-      spec = (await client.job(jobId)).spec
+      spec = (await unlessAborted(client.job(jobId), signal)).spec
       this.specs.set(jobId, spec)
     }
     const t0 = this.now()
-    const output = await executor.runUnit(spec, lease.unit)
-    if (this.state !== 'running') return false
+    const output = await unlessAborted(executor.runUnit(spec, lease.unit, signal), signal)
     const t1 = this.now()
-    const signed = await signWorkClaim(
+    // A wallet may ask its holder to confirm the signature; a stop meanwhile hands the unit back too.
+    const signed = await unlessAborted(signWorkClaim(
       signer,
       {
         jobId: lease.unit.jobId,
@@ -272,7 +374,7 @@ export class Scheduler {
         deviceClass: output.deviceClass ?? this.options.deviceClass,
       },
       info,
-    )
+    ), signal)
     const t2 = this.now()
     try {
       const result = await this.submitUntilLeaseEnds(lease, () => client.submit(lease.id, signed, output.updateBytes, output.meanLoss))
@@ -285,6 +387,8 @@ export class Scheduler {
           outputHash: output.outputHash,
           meanLoss: output.meanLoss,
           losses: output.losses,
+          examples: output.examples,
+          computeMs: t1 - t0,
           roundClosed: result.roundClosed,
           timings: { ...output.timings, signMs: t2 - t1, uploadMs: t3 - t2, totalMs: t3 - t0 },
         },
@@ -294,6 +398,19 @@ export class Scheduler {
       // The coordinator said no (the round moved on, the lease ran out): nothing to retry, take new work.
       this.emit({ type: 'unit-refused', round: lease.unit.round, unit: lease.unit.unit, code: error.code, message: error.message })
     }
-    return false
+    return t1 - t0
+  }
+
+  /** The duty cycle: after a unit that computed for `computeMs`, rest as long as `restAfterUnit` says. */
+  private async rest(computeMs: number): Promise<void> {
+    const ms = this.options.restAfterUnit?.(computeMs) ?? 0
+    if (!(ms > 0) || this.state !== 'running') return
+    this.emit({ type: 'resting', ms })
+    this.resting = true
+    try {
+      await this.sleep(ms)
+    } finally {
+      this.resting = false
+    }
   }
 }

@@ -1,4 +1,7 @@
+import { formatUnits } from 'viem'
 import type { Amount } from '../../src/protocol/index.ts'
+
+export { formatUnits }
 
 export interface TokenFormat {
   symbol: string
@@ -7,20 +10,48 @@ export interface TokenFormat {
 
 export const ETHER: TokenFormat = { symbol: 'ETH', decimals: 18 }
 
-/**
- * viem's `formatUnits`, digit for digit. It is written out here because importing it drags a shared
- * chunk of viem (some 60 kB gzip) into the job and index pages, which otherwise need none of it.
- */
-export function formatUnits(value: bigint, decimals: number): string {
-  const negative = value < 0n
-  const digits = (negative ? -value : value).toString().padStart(decimals, '0')
-  const integer = digits.slice(0, digits.length - decimals)
-  const fraction = digits.slice(digits.length - decimals).replace(/0+$/, '')
-  return `${negative ? '-' : ''}${integer || '0'}${fraction ? `.${fraction}` : ''}`
+/** Fraction digits a person is shown: enough for any price or balance to be told apart, few enough to read. */
+const SHOWN_DECIMALS = 4
+/** Below 10^-SHOWN_DECIMALS an amount keeps this many significant digits instead of rounding to 0. */
+const SMALL_SIGNIFICANT = 3
+
+/** Rounds a non-negative base-unit value to `keep` of its `decimals` fraction digits, half up. */
+function roundTo(value: bigint, decimals: number, keep: number): bigint {
+  if (keep >= decimals) return value
+  const step = 10n ** BigInt(decimals - keep)
+  return ((value + step / 2n) / step) * step
 }
 
-/** Exact: every base unit is shown, since a rounded reward would not match what the chain pays. */
+/** 1234567 → "1,234,567": a long integer part read at a glance. */
+function group(integer: string): string {
+  return integer.replace(/\B(?=(\d{3})+(?!\d))/g, ',')
+}
+
+/**
+ * An amount as a person reads it: "0.0312", "160", "9,999.9874". At most four fraction digits, rounded half
+ * up; an amount too small for them keeps three significant digits ("0.00000123") so it never reads as 0.
+ * The exact value is `formatUnits` (viem), which `showAmount` keeps in the title and `data-amount`.
+ */
+export function formatReadable(value: bigint, decimals: number): string {
+  const negative = value < 0n
+  const magnitude = negative ? -value : value
+  let keep = Math.min(SHOWN_DECIMALS, decimals)
+  const threshold = 10n ** BigInt(Math.max(0, decimals - keep))
+  if (magnitude > 0n && magnitude < threshold) {
+    // The first significant digit's place, counted in fraction digits, then two more.
+    keep = Math.min(decimals, decimals - magnitude.toString().length + SMALL_SIGNIFICANT)
+  }
+  const [integer, fraction] = formatUnits(roundTo(magnitude, decimals, keep), decimals).split('.')
+  return `${negative ? '-' : ''}${group(integer!)}${fraction ? `.${fraction}` : ''}`
+}
+
+/** "0.0312 ETH", "160 TTT": rounded for reading (formatReadable); without a token, the integer in base units. */
 export function formatToken(value: bigint, token: TokenFormat | null): string {
+  return token ? `${formatReadable(value, token.decimals)} ${token.symbol}` : `${value} base units`
+}
+
+/** Every base unit shown ("0.031234567890123456 ETH"): for a title or a message where the exact value matters. */
+export function formatTokenExact(value: bigint, token: TokenFormat | null): string {
   return token ? `${formatUnits(value, token.decimals)} ${token.symbol}` : `${value} base units`
 }
 
@@ -31,11 +62,14 @@ export function formatToken(value: bigint, token: TokenFormat | null): string {
 export function showAmount(el: HTMLElement, value: bigint | Amount | null, token: TokenFormat | null): void {
   if (value === null) {
     el.textContent = '–'
+    el.removeAttribute('title')
     delete el.dataset.amount
     return
   }
   const amount = typeof value === 'bigint' ? value : BigInt(value)
   el.textContent = formatToken(amount, token)
+  // Rounded for reading; the exact amount is one hover away, and programs read data-amount.
+  el.title = formatTokenExact(amount, token)
   el.dataset.amount = amount.toString()
 }
 

@@ -1,5 +1,18 @@
-import { BaseError, ContractFunctionRevertedError, InsufficientFundsError, UserRejectedRequestError, type Hex, type PublicClient, type TransactionReceipt } from 'viem'
-import { WalletError } from './wallets.ts'
+import {
+  BaseError,
+  ContractFunctionRevertedError,
+  InsufficientFundsError,
+  UserRejectedRequestError,
+  type Abi,
+  type Address,
+  type ContractFunctionArgs,
+  type ContractFunctionName,
+  type Hex,
+  type PublicClient,
+  type SimulateContractParameters,
+  type TransactionReceipt,
+} from 'viem'
+import { WalletError, type ChainWalletClient } from './wallets.ts'
 import { formatToken, formatWhen, type TokenFormat } from './amounts.ts'
 
 /** A transaction that was mined but reverted (the simulation before it passed, the chain moved meanwhile). */
@@ -20,6 +33,52 @@ export async function transact(publicClient: PublicClient, send: () => Promise<H
   const receipt = await publicClient.waitForTransactionReceipt({ hash })
   if (receipt.status !== 'success') throw new TransactionRevertedError(hash)
   return receipt
+}
+
+/**
+ * Simulations run on the pending block: the contracts check block.timestamp (challenge windows, unstake
+ * delays), and an idle chain's latest block keeps an old time that the transaction's own block will not have.
+ */
+const SIMULATE = { blockTag: 'pending' } as const
+
+type Writable = 'nonpayable' | 'payable'
+
+/** One contract function call, typed by its ABI: what `sendContractTransaction` simulates and sends. */
+export interface ContractCall<
+  abi extends Abi,
+  functionName extends ContractFunctionName<abi, Writable>,
+  args extends ContractFunctionArgs<abi, Writable, functionName>,
+> {
+  address: Address
+  abi: abi
+  functionName: functionName
+  args?: args
+}
+
+/**
+ * The one way the pages send a contract transaction: simulated on the pending block from the wallet's
+ * account (a revert comes back decoded, before the wallet asks anything), written through the wallet,
+ * then waited for. `onSent` hears the hash as soon as the wallet gives it.
+ */
+export function sendContractTransaction<
+  const abi extends Abi,
+  functionName extends ContractFunctionName<abi, Writable>,
+  const args extends ContractFunctionArgs<abi, Writable, functionName>,
+>(
+  publicClient: PublicClient,
+  walletClient: ChainWalletClient,
+  call: ContractCall<abi, functionName, args>,
+  onSent?: (hash: Hex) => void,
+): Promise<TransactionReceipt> {
+  return transact(
+    publicClient,
+    async () => {
+      // viem's inference cannot follow the generic call through; the call's own type is checked above.
+      const { request } = await publicClient.simulateContract({ ...SIMULATE, account: walletClient.account, ...call } as unknown as SimulateContractParameters)
+      return walletClient.writeContract(request as Parameters<ChainWalletClient['writeContract']>[0])
+    },
+    onSent,
+  )
 }
 
 export interface ExplainContext {

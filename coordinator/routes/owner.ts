@@ -1,0 +1,37 @@
+import type { FastifyInstance } from 'fastify'
+import type { OwnerActionResult } from '../../src/protocol/index.ts'
+import type { HttpOptions } from '../http.ts'
+import { OwnerActions } from '../owner.ts'
+import { registerAuthRoutes, signedInAddress } from './auth.ts'
+import { registerModelDownloadRoutes } from './modelDownload.ts'
+
+/**
+ * `POST /api/jobs/:jobId/{pause,resume,cancel}` (no body) and `POST /api/jobs/:jobId/budget {budget}`: only
+ * the job's requester, signed in with Ethereum (registerAuthRoutes must be registered first).
+ */
+export async function registerOwnerRoutes(app: FastifyInstance, options: HttpOptions): Promise<void> {
+  const owner = new OwnerActions({
+    jobs: options.jobs,
+    escrow: options.settlement?.escrow ?? null,
+    formatAmount: options.settlement ? (amount) => options.settlement!.formatAmount(amount) : undefined,
+  })
+  for (const action of ['pause', 'resume', 'cancel'] as const) {
+    app.post<{ Params: { jobId: string } }>(`/api/jobs/:jobId/${action}`, async (req): Promise<OwnerActionResult> => {
+      const caller = await signedInAddress(req)
+      return owner[action](req.params.jobId, caller)
+    })
+  }
+  app.post<{ Params: { jobId: string }; Body: unknown }>('/api/jobs/:jobId/budget', async (req): Promise<OwnerActionResult> =>
+    owner.setBudget(req.params.jobId, await signedInAddress(req), req.body),
+  )
+}
+
+/**
+ * The requester's side of the API, registered from http.ts in one call: sign-in first (owner actions, and
+ * any other route calling `signedInAddress`, need it), then owner actions and model downloads.
+ */
+export async function registerRequesterRoutes(app: FastifyInstance, options: HttpOptions): Promise<void> {
+  await registerAuthRoutes(app, options)
+  await registerOwnerRoutes(app, options)
+  await registerModelDownloadRoutes(app, options)
+}

@@ -1,0 +1,364 @@
+import * as Comlink from 'comlink'
+import type { Address } from 'viem'
+import { CoordinatorClient, CoordinatorRequestError } from '../../src/client/coordinatorClient.ts'
+import { REFERRER_SHARE_BPS, type CoordinatorInfo, type Lease } from '../../src/protocol/index.ts'
+import type { DeviceInfo, TrainingWorkerApi } from '../../src/worker/api.ts'
+import { Scheduler, type SchedulerEvent } from '../../src/worker/scheduler.ts'
+import { loadBurnerAccount } from '../../src/worker/wallet.ts'
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
+import { CONSENT_DAYS, grantConsent, readConsent, revokeConsent, type ConsentStorage } from './consent.ts'
+import { DutyGate, GateClosedError, type PauseReason } from './gate.ts'
+import { GatedClient } from './gatedClient.ts'
+import { EmbedParamError, parseEmbedParams, type EmbedParams } from './params.ts'
+
+/**
+ * The widget's frame (embed.html, on the coordinator's origin, framed by widget.ts on any site). Until the
+ * visitor clicks "Allow", it only shows the consent: no API call, no Worker, no storage written. After the
+ * click it runs the site's own pull loop (Scheduler) with the training Worker, a burner key of this origin,
+ * a duty gate (rest between units, pause while hidden), and the referrer named in every signed lease
+ * request. Stop ends the Worker at once and hands the unit in flight back.
+ */
+
+type WidgetState = 'loading' | 'consent' | 'starting' | 'running' | 'paused' | 'stopped' | 'finished' | 'error'
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T
+const COORDINATOR = location.origin
+const plain = new CoordinatorClient(COORDINATOR)
+
+/** The coordinator reads stake through a cache of a few seconds: after the faucet staked, start again after this. */
+const STAKE_RECHECK_MS = 6000
+const STAKE_RECHECKS = 3
+
+function setState(state: WidgetState) {
+  document.body.dataset.state = state
+  for (const [id, states] of [
+    ['consent', ['consent']],
+    ['working', ['starting', 'running', 'paused']],
+    ['stopped', ['stopped', 'finished']],
+  ] as const) {
+    $(id).hidden = !(states as readonly string[]).includes(state)
+  }
+  const indicator = $('indicator')
+  indicator.hidden = !['starting', 'running', 'paused'].includes(state)
+  $('indicator-text').textContent = state === 'paused' ? 'Paused' : state === 'starting' ? 'Starting' : 'Training'
+  reportHeight()
+}
+
+function showProblem(message: string, link?: { href: string; text: string }) {
+  const text = $('problem-text')
+  text.replaceChildren(message)
+  if (link) text.append(' ', Object.assign(document.createElement('a'), { href: link.href, textContent: link.text, target: '_blank', rel: 'noopener' }))
+  $('problem').hidden = false
+  reportHeight()
+}
+
+function clearProblem() {
+  $('problem').hidden = true
+}
+
+function statusLine(text: string) {
+  $('status-line').textContent = text
+}
+
+/** Tells the host element how tall this page is, so the frame never cuts the consent text off. */
+function reportHeight() {
+  const height = document.documentElement.scrollHeight
+  if (window.parent !== window) window.parent.postMessage({ type: 'tabtrain-embed-height', height }, '*')
+}
+
+/** The framing page's origin as the browser states it: the host cannot forge it. */
+function frameOrigins(): { ancestorOrigin: string | null; referrerOrigin: string | null } {
+  const ancestors = (location as Location & { ancestorOrigins?: DOMStringList }).ancestorOrigins
+  let referrerOrigin: string | null = null
+  try {
+    referrerOrigin = document.referrer ? new URL(document.referrer).origin : null
+  } catch {
+    referrerOrigin = null
+  }
+  return { ancestorOrigin: ancestors && ancestors.length > 0 ? ancestors[0]! : null, referrerOrigin }
+}
+
+/** The frame's storage; where the browser blocks it, an in-memory one (consent then lasts for this page only). */
+function consentStorage(): { storage: ConsentStorage; persistent: boolean } {
+  try {
+    const storage = window.localStorage
+    return { storage, persistent: true }
+  } catch {
+    const memory = new Map<string, string>()
+    return {
+      storage: { getItem: (k) => memory.get(k) ?? null, setItem: (k, v) => void memory.set(k, v), removeItem: (k) => void memory.delete(k) },
+      persistent: false,
+    }
+  }
+}
+
+const short = (address: string) => `${address.slice(0, 6)}…${address.slice(-4)}`
+
+/**
+ * What the visitor agrees to, in full: what runs, where, how much, who is paid, what is kept and for how
+ * long. Only a check for `navigator.gpu` is made for it: no adapter is requested, nothing is computed.
+ */
+function consentText(params: EmbedParams): string {
+  const gpu = 'gpu' in navigator
+  const share = Number(REFERRER_SHARE_BPS) / 100
+  const device = gpu ? "this device's GPU (WebGPU)" : "this device's CPU (this browser has no WebGPU)"
+  return [
+    `Lend this tab to train a machine-learning model? With your click, this tab downloads a training job from ${new URL(COORDINATOR).host} and computes on ${device}, at most ${Math.round(params.duty * 100)}% of the time and only while this tab is visible.`,
+    `Results are signed with a key created and kept in this browser; the key earns the test-token rewards${params.referrer ? `, and ${params.host} (${short(params.referrer)}) receives ${share}% of them for hosting this widget` : ''}.`,
+    `Nothing runs, downloads or is stored before you click. Your choice is remembered on ${params.host} for ${CONSENT_DAYS} days; Stop ends it at any time.`,
+  ].join(' ')
+}
+
+function deviceNote(): string {
+  return 'gpu' in navigator
+    ? 'WebGPU is available in this browser: units run on the GPU.'
+    : 'No WebGPU in this browser: units would run on the CPU instead (WebAssembly), more slowly and with more battery use.'
+}
+
+function backendText(device: DeviceInfo): string {
+  if (device.backend === 'webgpu') return `WebGPU (${device.vendor} ${device.architecture})`.replace(' ()', '')
+  return `No WebGPU here (${device.fallbackReason ?? 'no adapter'}): training on the CPU with ${device.backend}, more slowly`
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+interface Run {
+  worker: Worker
+  gate: DutyGate
+  scheduler: Scheduler | null
+  abort: AbortController
+  lease: Lease | null
+  client: GatedClient | null
+  address: Address | null
+  info: CoordinatorInfo | null
+  stakeRechecks: number
+  stopped: boolean
+}
+
+let run: Run | null = null
+let unitsDone = 0
+
+async function start(params: EmbedParams) {
+  if (run && !run.stopped) return
+  clearProblem()
+  setState('starting')
+  statusLine('Starting: loading the training worker…')
+  const worker = new Worker(new URL('../../src/worker/worker.ts', import.meta.url), { type: 'module', name: 'tabtrain-widget' })
+  const remote = Comlink.wrap<TrainingWorkerApi>(worker)
+  const abort = new AbortController()
+  const current: Run = {
+    worker,
+    abort,
+    gate: new DutyGate({
+      duty: params.duty,
+      now: () => performance.now(),
+      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      hidden: () => document.hidden,
+      onPause: (reason) => onPause(current, reason),
+    }),
+    scheduler: null,
+    lease: null,
+    client: null,
+    address: null,
+    info: null,
+    stakeRechecks: 0,
+    stopped: false,
+  }
+  run = current
+  try {
+    const device = await remote.init(COORDINATOR)
+    if (current.stopped) return
+    $('backend').textContent = backendText(device)
+    const [info, job] = await Promise.all([plain.info(), plain.job(params.job)])
+    if (current.stopped) return
+    current.info = info
+    $<HTMLAnchorElement>('job-link').textContent = `About “${job.name}”`
+    if (job.status !== 'active') {
+      stop(`The job “${job.name}” has finished: there is nothing to train. Thank you all the same.`)
+      setState('finished')
+      return
+    }
+    // Where the browser refuses the frame storage (a private window, strict settings), the key lives in this
+    // page only: it still signs and earns, and the consent text said that its rewards end with the page.
+    const account = await loadBurnerAccount().catch(() => privateKeyToAccount(generatePrivateKey()))
+    if (current.stopped) return
+    current.address = account.address
+    // A paid job leases only to staked addresses. On a local chain the faucet stakes the minimum for this
+    // tab's key up front (it only tops up, so a returning key costs nothing), sparing a refused first lease.
+    if (job.payment && info.chain?.faucet) {
+      statusLine('Getting the minimum stake for this tab’s key from the local test faucet…')
+      await plain.faucet(account.address).catch(() => {})
+      if (current.stopped) return
+    }
+    current.client = new GatedClient(COORDINATOR, current.gate, account)
+    // The unit's computation races the Stop button: a stopped widget does not wait for a unit to end.
+    const stopped = new Promise<never>((_, reject) => abort.signal.addEventListener('abort', () => reject(new GateClosedError()), { once: true }))
+    stopped.catch(() => {})
+    current.scheduler = new Scheduler({
+      client: current.client,
+      signer: account,
+      deviceClass: device.deviceClass,
+      jobId: params.job,
+      referrer: params.referrer,
+      executor: {
+        runUnit: async (spec, unit) => {
+          const t0 = performance.now()
+          const output = await Promise.race([remote.runUnit(spec, unit), stopped])
+          current.gate.unitDone(performance.now() - t0)
+          return output
+        },
+      },
+      onEvent: (event) => onEvent(current, params, event),
+    })
+    current.scheduler.start()
+  } catch (error) {
+    if (current.stopped) return
+    stop()
+    setState('error')
+    if (error instanceof CoordinatorRequestError && error.code === 'job_not_found') {
+      showProblem(`This widget names a job that does not exist on ${new URL(COORDINATOR).host} (${short(params.job)}). The site's author should check its job attribute.`, {
+        href: '/index.html',
+        text: 'See the jobs there',
+      })
+    } else {
+      showProblem(`Could not start: ${error instanceof Error ? error.message : String(error)}`)
+    }
+  }
+}
+
+function onPause(current: Run, reason: PauseReason) {
+  if (run !== current || current.stopped) return
+  if (reason === 'hidden') {
+    setState('paused')
+    statusLine('Paused while this tab is hidden; it goes on when you come back.')
+  } else if (reason === 'resting') {
+    setState('running')
+    statusLine('Resting between units (the site asks for a share of the time only).')
+  } else {
+    setState('running')
+  }
+}
+
+function onEvent(current: Run, params: EmbedParams, event: SchedulerEvent) {
+  if (run !== current || current.stopped) return
+  switch (event.type) {
+    case 'state':
+      if (event.state === 'running') setState('running')
+      if (event.state === 'finished') {
+        stop('The job has finished: no more units. Thank you!')
+        setState('finished')
+      }
+      break
+    case 'leased':
+      current.lease = event.lease
+      statusLine(`Training round ${event.lease.unit.round}, unit ${event.lease.unit.unit}…`)
+      break
+    case 'unit-accepted':
+      current.lease = null
+      unitsDone++
+      $('units-done').textContent = String(unitsDone)
+      statusLine(`Round ${event.report.round}, unit ${event.report.unit} accepted.`)
+      break
+    case 'unit-refused':
+      current.lease = null
+      statusLine(`Round ${event.round}, unit ${event.unit} was not taken (${event.message}); taking new work.`)
+      break
+    case 'waiting':
+      statusLine(`Waiting for work: ${event.reason}.`)
+      break
+    case 'error':
+      statusLine(`${event.message}; trying again in ${(event.retryAfterMs / 1000).toFixed(1)} s.`)
+      break
+    case 'stopped':
+      if (event.code === 'stake_required') void onStakeRequired(current, params, event.reason)
+      else {
+        stop()
+        setState('error')
+        showProblem(event.reason)
+      }
+      break
+  }
+}
+
+/**
+ * A paid job wants stake at risk. On a local chain the coordinator's faucet stakes the minimum for the
+ * widget's key (once), and the loop starts again once the coordinator's stake cache sees it. Elsewhere the
+ * widget cannot stake for the visitor, and says where to contribute instead.
+ */
+async function onStakeRequired(current: Run, params: EmbedParams, reason: string) {
+  const address = current.address
+  if (!current.info?.chain?.faucet || !address || current.stakeRechecks >= STAKE_RECHECKS) {
+    stop()
+    setState('error')
+    showProblem(`${reason}. The widget cannot stake for you;`, { href: `/contribute.html?job=${params.job}`, text: 'contribute from the TabTrain site instead.' })
+    return
+  }
+  current.stakeRechecks++
+  statusLine('This job asks for a stake: the test faucet stakes the minimum for this tab’s key…')
+  try {
+    if (current.stakeRechecks === 1) await plain.faucet(address)
+  } catch (error) {
+    statusLine(`The faucet failed (${error instanceof Error ? error.message : String(error)}); trying again.`)
+  }
+  await new Promise((resolve) => setTimeout(resolve, STAKE_RECHECK_MS))
+  if (run === current && !current.stopped && current.scheduler?.currentState === 'idle') current.scheduler.start()
+}
+
+/**
+ * Stops now: no new lease (the gate is closed), the unit in flight is abandoned and its lease handed back
+ * so the job does not wait out its TTL, and the Worker is ended, which stops the computation mid-unit.
+ */
+function stop(message?: string) {
+  const current = run
+  if (!current || current.stopped) return
+  current.stopped = true
+  current.gate.close()
+  current.abort.abort()
+  current.worker.terminate()
+  void current.scheduler?.stop()
+  const lease = current.lease
+  if (lease) void plain.releaseLease(lease.id).catch(() => {})
+  $('stopped-text').textContent = message ?? 'Stopped. Nothing runs in this tab now.'
+  setState('stopped')
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+function main() {
+  let params: EmbedParams
+  try {
+    params = parseEmbedParams(location.search, frameOrigins())
+  } catch (error) {
+    setState('error')
+    showProblem(error instanceof EmbedParamError ? error.message : String(error))
+    return
+  }
+  $<HTMLAnchorElement>('job-link').href = `/job.html?id=${params.job}`
+  const { storage, persistent } = consentStorage()
+  const wanted = { host: params.host, job: params.job, referrer: params.referrer }
+
+  $('consent-text').textContent = consentText(params)
+  $('device-note').textContent = persistent
+    ? deviceNote()
+    : `${deviceNote()} This browser lets the widget keep nothing (a private window or strict settings): it will ask again next time, and the key that earns its rewards lasts only while this page is open.`
+  $('allow').addEventListener('click', () => {
+    grantConsent(storage, wanted, Date.now())
+    void start(params)
+  })
+  $('stop').addEventListener('click', () => stop())
+  $('start-again').addEventListener('click', () => {
+    if (readConsent(storage, wanted, Date.now())) void start(params)
+    else setState('consent')
+  })
+  $('forget').addEventListener('click', () => {
+    revokeConsent(storage, params.host)
+    setState('consent')
+  })
+  new ResizeObserver(reportHeight).observe(document.body)
+
+  // A consent given earlier on this site, for this job and referrer, and not expired: go on with it.
+  if (readConsent(storage, wanted, Date.now())) void start(params)
+  else setState('consent')
+}
+
+main()
