@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encodeIdx } from '../src/data/idx.ts'
-import { jobSpecHash, type ApiErrorBody, type JobSpec, type PresetInfo } from '../src/protocol/index.ts'
+import { buildSignInMessage, jobSpecHash, type ApiErrorBody, type JobSpec, type PresetInfo, type SignInResult } from '../src/protocol/index.ts'
 import { savedModelFiles, type SavedModelFiles } from '../src/training/testing/savedModelFiles.ts'
 import { BlobStore } from './blobs.ts'
 import { migrate, openPglite, type Database } from './db.ts'
@@ -70,8 +70,20 @@ describe('POST /api/jobs: requesters create jobs from presets and from their own
     if (dir) await rm(dir, { recursive: true, force: true })
   })
 
-  const post = async (draft: unknown, files: Parameters<typeof multipart>[1] = []) => {
-    const response = await app.inject({ method: 'POST', url: '/api/jobs', ...(await multipart(draft, files)) })
+  /** Alice signs in with Ethereum (the requester of every draft here), as the new-job page does. */
+  const HOST = 'coordinator.test'
+  let token = ''
+  beforeAll(async () => {
+    const { nonce } = (await app.inject({ method: 'GET', url: '/api/auth/nonce', headers: { host: HOST } })).json() as { nonce: string }
+    const message = buildSignInMessage({ address: alice.address, chainId: TEST_DOMAIN.chainId, origin: `http://${HOST}`, nonce })
+    const signIn = await app.inject({ method: 'POST', url: '/api/auth/siwe', headers: { host: HOST }, payload: { message, signature: await alice.signMessage({ message }) } })
+    token = (signIn.json() as SignInResult).token
+  })
+
+  const post = async (draft: unknown, files: Parameters<typeof multipart>[1] = [], signedIn = true) => {
+    const body = await multipart(draft, files)
+    const headers = { ...body.headers, host: HOST, ...(signedIn ? { authorization: `Bearer ${token}` } : {}) }
+    const response = await app.inject({ method: 'POST', url: '/api/jobs', payload: body.payload, headers })
     return { status: response.statusCode, body: response.json() as { jobId: string; spec: JobSpec } & ApiErrorBody }
   }
 
@@ -82,9 +94,9 @@ describe('POST /api/jobs: requesters create jobs from presets and from their own
     return { blobFiles, jobs: rows.map((r) => r.id) }
   }
 
-  const expectRefused = async (draft: unknown, files: Parameters<typeof multipart>[1], status: number, code: string, message: string | RegExp) => {
+  const expectRefused = async (draft: unknown, files: Parameters<typeof multipart>[1], status: number, code: string, message: string | RegExp, signedIn = true) => {
     const before = await storeState()
-    const { status: got, body } = await post(draft, files)
+    const { status: got, body } = await post(draft, files, signedIn)
     expect({ status: got, code: body.code }).toEqual({ status, code })
     if (typeof message === 'string') expect(body.message).toBe(message)
     else expect(body.message).toMatch(message)
@@ -141,6 +153,45 @@ describe('POST /api/jobs: requesters create jobs from presets and from their own
     expect(detail.spec.model.initialWeights).toBe(spec.model.initialWeights)
     expect(await jobs.options.blobs.has(spec.data.train.images)).toBe(true)
     model.dispose()
+  })
+
+  it('creates the character-model preset; the coordinator evaluates its one-hot windows (loss near ln 65 before training)', async () => {
+    const created = await post({ preset: 'shakespeare-char', name: 'bard', kernelBundle: 'exact', payment })
+    expect(created.status).toBe(201)
+    const [row] = await db.query<{ initial_loss: number }>(`SELECT initial_loss FROM jobs WHERE id = $1`, [created.body.jobId])
+    expect(Math.abs(row!.initial_loss - Math.log(65))).toBeLessThan(0.2)
+  })
+
+  it('creates a job from an uploaded character model and plain text, the window length read from the model', async () => {
+    const text = penguinsCsv.toString('utf8').slice(0, 6000) // any text: here the CSV's characters
+    const vocabulary = new Set(text).size
+    const model = tf.sequential({
+      layers: [tf.layers.flatten({ name: 'window', inputShape: [6, vocabulary] }), tf.layers.dense({ name: 'next', units: vocabulary })],
+    })
+    const files = await savedModelFiles(model)
+    const created = await post({ name: 'csv as text', kernelBundle: 'default', payment }, [...modelParts(files), { field: 'data', name: 'notes.txt', bytes: text }])
+    expect(created.status).toBe(201)
+    expect(created.body.spec.data.inputEncoding).toEqual({ kind: 'one-hot', depth: vocabulary })
+    expect(created.body.spec.data.inputShape).toEqual([6, vocabulary])
+    expect(Array.from(created.body.spec.data.vocabulary!)).toHaveLength(vocabulary)
+  })
+
+  it('creates a job from uploaded IDX images and labels, holding out a fixed 20%', async () => {
+    const digits = tf.sequential({ layers: [tf.layers.flatten({ name: 'f', inputShape: [4, 4] }), tf.layers.dense({ name: 'logits', units: 10 })] })
+    const files = await savedModelFiles(digits)
+    const images = encodeIdx({ shape: [50, 4, 4], data: new Uint8Array(800).map((_, i) => (i * 7) % 256) })
+    const labels = encodeIdx({ shape: [50], data: new Uint8Array(50).map((_, i) => i % 10) })
+    const created = await post({ name: 'tiny digits', kernelBundle: 'default', payment }, [
+      ...modelParts(files),
+      { field: 'images', name: 'images.idx', bytes: images },
+      { field: 'labels', name: 'labels.idx', bytes: labels },
+    ])
+    expect(created.status).toBe(201)
+    expect(created.body.spec.data).toMatchObject({ inputShape: [4, 4], classes: 10, scale: 255, train: { count: 40 }, heldOut: { count: 10 } })
+  })
+
+  it('refuses anyone not signed in, before reading a file', async () => {
+    await expectRefused({ preset: 'mnist-mlp', name: 'anonymous', kernelBundle: 'default', payment }, [], 401, 'not_signed_in', /.+/, false)
   })
 
   it('refuses a model whose input does not take the data set, naming both', async () => {

@@ -94,7 +94,11 @@ describe('two browser tabs train the preset job on WebGPU', () => {
     })
     const open = async (query = '') => {
       await page.goto(`${system.url}/contribute.html${query}`)
-      await page.waitForFunction(() => document.body.dataset.ready !== undefined, undefined, { timeout: 120_000 })
+      await page.waitForFunction(() => document.body.dataset.ready !== undefined, undefined, { timeout: 120_000 }).catch(async (error: unknown) => {
+        // Say how far the page got: the device, the wallet, the balances, its activity log.
+        const state = await page.evaluate(() => ['backend', 'address', 'eth-balance', 'faucet-status', 'claim-status', 'log'].map((id) => `${id}: ${document.getElementById(id)?.textContent?.slice(0, 300)}`))
+        throw new Error(`${(error as Error).message}\n${state.join('\n')}\n${system.output().slice(-2000)}`)
+      })
       expect(await page.evaluate(() => document.body.dataset.ready)).toBe('true')
     }
     const log = () => page.$$eval('#log li', (items) => items.map((li) => li.textContent ?? ''))

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -79,9 +79,12 @@ describe('the widget on another site', () => {
   })
 
   it('does nothing before consent, trains after it with the referrer recorded, and stops when asked', async () => {
-    // A regular profile, as a visitor's everyday window: Playwright's other contexts are private windows,
-    // where Chromium gives a third-party frame no storage at all (the widget then keeps nothing; see embed.ts).
+    // An everyday window of a browser that lets embedded frames keep (partitioned) storage, as Chrome's
+    // default profile does. Debian's Chromium blocks third-party cookies and storage by default; that case
+    // has its own test below.
     const profile = await mkdtemp(join(tmpdir(), 'tabtrain-widget-profile-'))
+    await mkdir(join(profile, 'Default'), { recursive: true })
+    await writeFile(join(profile, 'Default', 'Preferences'), JSON.stringify({ profile: { cookie_controls_mode: 0, block_third_party_cookies: false } }))
     const context: BrowserContext = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM_PATH,
       headless: true,
@@ -170,6 +173,21 @@ describe('the widget on another site', () => {
     expect(consoleErrors).toEqual([])
     await context.close()
     await rm(profile, { recursive: true, force: true })
+  })
+
+  it('in a browser that gives embedded frames no storage, says the key and the consent last only for the page', async () => {
+    const context = await browser.newContext({ viewport: { width: 700, height: 500 } })
+    const page = await context.newPage()
+    const pageErrors: string[] = []
+    page.on('pageerror', (e) => pageErrors.push(e.message))
+    await page.goto(host.url)
+    const frame = await embedFrame(page)
+    await frame.waitForFunction(() => document.body.dataset.state === 'consent', undefined, { timeout: 60_000 })
+    expect(await frame.locator('#device-note').textContent()).toMatch(/lets the widget keep nothing .* lasts only while this page is open/)
+    expect(await frame.locator('#allow').isVisible()).toBe(true)
+    await page.screenshot({ path: join(ARTIFACTS, 'widget-consent-no-storage.png') })
+    expect(pageErrors).toEqual([])
+    await context.close()
   })
 
   it('says so when a page, a job or a unit does not exist, and offers the way back', async () => {

@@ -1,22 +1,20 @@
 import * as Comlink from 'comlink'
 import type { Address } from 'viem'
 import { CoordinatorClient, CoordinatorRequestError } from '../../src/client/coordinatorClient.ts'
-import { REFERRER_SHARE_BPS, type CoordinatorInfo, type Lease } from '../../src/protocol/index.ts'
+import { REFERRER_SHARE_BPS, type CoordinatorInfo } from '../../src/protocol/index.ts'
 import type { DeviceInfo, TrainingWorkerApi } from '../../src/worker/api.ts'
 import { Scheduler, type SchedulerEvent } from '../../src/worker/scheduler.ts'
 import { loadBurnerAccount } from '../../src/worker/wallet.ts'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { CONSENT_DAYS, grantConsent, readConsent, revokeConsent, type ConsentStorage } from './consent.ts'
-import { DutyGate, GateClosedError, type PauseReason } from './gate.ts'
-import { GatedClient } from './gatedClient.ts'
-import { EmbedParamError, parseEmbedParams, type EmbedParams } from './params.ts'
+import { EmbedParamError, parseEmbedParams, restAfter, type EmbedParams } from './params.ts'
 
 /**
  * The widget's frame (embed.html, on the coordinator's origin, framed by widget.ts on any site). Until the
  * visitor clicks "Allow", it only shows the consent: no API call, no Worker, no storage written. After the
  * click it runs the site's own pull loop (Scheduler) with the training Worker, a burner key of this origin,
- * a duty gate (rest between units, pause while hidden), and the referrer named in every signed lease
- * request. Stop ends the Worker at once and hands the unit in flight back.
+ * the duty cycle as rest between units, and the referrer named in every signed lease request. Stop, and a
+ * hidden tab, end the Worker at once and hand the unit in flight back.
  */
 
 type WidgetState = 'loading' | 'consent' | 'starting' | 'running' | 'paused' | 'stopped' | 'finished' | 'error'
@@ -122,98 +120,73 @@ function backendText(device: DeviceInfo): string {
 
 // ---------------------------------------------------------------------------------------------------
 
-interface Run {
+/**
+ * One stretch of work: a Worker and the pull loop around it. Stop and a hidden tab both end it (the loop
+ * hands the unit in flight back, the Worker is terminated so the computation stops mid-unit); Start again
+ * and the tab coming back begin a new one.
+ */
+interface Session {
   worker: Worker
-  gate: DutyGate
   scheduler: Scheduler | null
-  abort: AbortController
-  lease: Lease | null
-  client: GatedClient | null
   address: Address | null
   info: CoordinatorInfo | null
   stakeRechecks: number
-  stopped: boolean
+  ended: boolean
 }
 
-let run: Run | null = null
+let session: Session | null = null
 let unitsDone = 0
+/** Whether the visitor wants the widget working (consented and not stopped): a hidden tab only pauses it. */
+let wanted = false
 
-async function start(params: EmbedParams) {
-  if (run && !run.stopped) return
+async function startSession(params: EmbedParams) {
+  if (session && !session.ended) return
   clearProblem()
   setState('starting')
   statusLine('Starting: loading the training worker…')
   const worker = new Worker(new URL('../../src/worker/worker.ts', import.meta.url), { type: 'module', name: 'tabtrain-widget' })
   const remote = Comlink.wrap<TrainingWorkerApi>(worker)
-  const abort = new AbortController()
-  const current: Run = {
-    worker,
-    abort,
-    gate: new DutyGate({
-      duty: params.duty,
-      now: () => performance.now(),
-      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-      hidden: () => document.hidden,
-      onPause: (reason) => onPause(current, reason),
-    }),
-    scheduler: null,
-    lease: null,
-    client: null,
-    address: null,
-    info: null,
-    stakeRechecks: 0,
-    stopped: false,
-  }
-  run = current
+  const current: Session = { worker, scheduler: null, address: null, info: null, stakeRechecks: 0, ended: false }
+  session = current
   try {
     const device = await remote.init(COORDINATOR)
-    if (current.stopped) return
+    if (current.ended) return
     $('backend').textContent = backendText(device)
     const [info, job] = await Promise.all([plain.info(), plain.job(params.job)])
-    if (current.stopped) return
+    if (current.ended) return
     current.info = info
     $<HTMLAnchorElement>('job-link').textContent = `About “${job.name}”`
     if (job.status !== 'active') {
-      stop(`The job “${job.name}” has finished: there is nothing to train. Thank you all the same.`)
-      setState('finished')
+      finish(`The job “${job.name}” is ${job.status}: there is nothing to train. Thank you all the same.`)
       return
     }
     // Where the browser refuses the frame storage (a private window, strict settings), the key lives in this
     // page only: it still signs and earns, and the consent text said that its rewards end with the page.
     const account = await loadBurnerAccount().catch(() => privateKeyToAccount(generatePrivateKey()))
-    if (current.stopped) return
+    if (current.ended) return
     current.address = account.address
     // A paid job leases only to staked addresses. On a local chain the faucet stakes the minimum for this
     // tab's key up front (it only tops up, so a returning key costs nothing), sparing a refused first lease.
     if (job.payment && info.chain?.faucet) {
       statusLine('Getting the minimum stake for this tab’s key from the local test faucet…')
       await plain.faucet(account.address).catch(() => {})
-      if (current.stopped) return
+      if (current.ended) return
     }
-    current.client = new GatedClient(COORDINATOR, current.gate, account)
-    // The unit's computation races the Stop button: a stopped widget does not wait for a unit to end.
-    const stopped = new Promise<never>((_, reject) => abort.signal.addEventListener('abort', () => reject(new GateClosedError()), { once: true }))
-    stopped.catch(() => {})
     current.scheduler = new Scheduler({
-      client: current.client,
+      client: plain,
       signer: account,
       deviceClass: device.deviceClass,
       jobId: params.job,
       referrer: params.referrer,
-      executor: {
-        runUnit: async (spec, unit) => {
-          const t0 = performance.now()
-          const output = await Promise.race([remote.runUnit(spec, unit), stopped])
-          current.gate.unitDone(performance.now() - t0)
-          return output
-        },
-      },
+      executor: { runUnit: (spec, unit) => remote.runUnit(spec, unit) },
+      restAfterUnit: (computeMs) => restAfter(params.duty, computeMs),
       onEvent: (event) => onEvent(current, params, event),
     })
     current.scheduler.start()
   } catch (error) {
-    if (current.stopped) return
-    stop()
+    if (current.ended) return
+    endSession()
+    wanted = false
     setState('error')
     if (error instanceof CoordinatorRequestError && error.code === 'job_not_found') {
       showProblem(`This widget names a job that does not exist on ${new URL(COORDINATOR).host} (${short(params.job)}). The site's author should check its job attribute.`, {
@@ -226,42 +199,35 @@ async function start(params: EmbedParams) {
   }
 }
 
-function onPause(current: Run, reason: PauseReason) {
-  if (run !== current || current.stopped) return
-  if (reason === 'hidden') {
-    setState('paused')
-    statusLine('Paused while this tab is hidden; it goes on when you come back.')
-  } else if (reason === 'resting') {
-    setState('running')
-    statusLine('Resting between units (the site asks for a share of the time only).')
-  } else {
-    setState('running')
-  }
+/** Ends the current session now: the loop hands its unit back, the Worker stops computing. */
+function endSession() {
+  const current = session
+  if (!current || current.ended) return
+  current.ended = true
+  void current.scheduler?.stop()
+  current.worker.terminate()
 }
 
-function onEvent(current: Run, params: EmbedParams, event: SchedulerEvent) {
-  if (run !== current || current.stopped) return
+function onEvent(current: Session, params: EmbedParams, event: SchedulerEvent) {
+  if (session !== current || current.ended) return
   switch (event.type) {
     case 'state':
       if (event.state === 'running') setState('running')
-      if (event.state === 'finished') {
-        stop('The job has finished: no more units. Thank you!')
-        setState('finished')
-      }
+      if (event.state === 'finished') finish('The job has finished: no more units. Thank you!')
       break
     case 'leased':
-      current.lease = event.lease
       statusLine(`Training round ${event.lease.unit.round}, unit ${event.lease.unit.unit}…`)
       break
     case 'unit-accepted':
-      current.lease = null
       unitsDone++
       $('units-done').textContent = String(unitsDone)
       statusLine(`Round ${event.report.round}, unit ${event.report.unit} accepted.`)
       break
     case 'unit-refused':
-      current.lease = null
       statusLine(`Round ${event.round}, unit ${event.unit} was not taken (${event.message}); taking new work.`)
+      break
+    case 'resting':
+      statusLine(`Resting ${(event.ms / 1000).toFixed(1)} s: this site asks for at most ${Math.round(params.duty * 100)}% of the time.`)
       break
     case 'waiting':
       statusLine(`Waiting for work: ${event.reason}.`)
@@ -272,54 +238,62 @@ function onEvent(current: Run, params: EmbedParams, event: SchedulerEvent) {
     case 'stopped':
       if (event.code === 'stake_required') void onStakeRequired(current, params, event.reason)
       else {
-        stop()
+        endSession()
+        wanted = false
         setState('error')
         showProblem(event.reason)
       }
+      break
+    default:
       break
   }
 }
 
 /**
- * A paid job wants stake at risk. On a local chain the coordinator's faucet stakes the minimum for the
- * widget's key (once), and the loop starts again once the coordinator's stake cache sees it. Elsewhere the
- * widget cannot stake for the visitor, and says where to contribute instead.
+ * A paid job wants stake at risk. The faucet staked up front where there is one; the coordinator reads
+ * stake through a cache of a few seconds, so the loop starts again a few times. Elsewhere the widget cannot
+ * stake for the visitor, and says where to contribute instead.
  */
-async function onStakeRequired(current: Run, params: EmbedParams, reason: string) {
-  const address = current.address
-  if (!current.info?.chain?.faucet || !address || current.stakeRechecks >= STAKE_RECHECKS) {
-    stop()
+async function onStakeRequired(current: Session, params: EmbedParams, reason: string) {
+  if (!current.info?.chain?.faucet || !current.address || current.stakeRechecks >= STAKE_RECHECKS) {
+    endSession()
+    wanted = false
     setState('error')
     showProblem(`${reason}. The widget cannot stake for you;`, { href: `/contribute.html?job=${params.job}`, text: 'contribute from the TabTrain site instead.' })
     return
   }
   current.stakeRechecks++
-  statusLine('This job asks for a stake: the test faucet stakes the minimum for this tab’s key…')
-  try {
-    if (current.stakeRechecks === 1) await plain.faucet(address)
-  } catch (error) {
-    statusLine(`The faucet failed (${error instanceof Error ? error.message : String(error)}); trying again.`)
-  }
+  statusLine('This job asks for a stake: waiting for the coordinator to see the faucet’s…')
   await new Promise((resolve) => setTimeout(resolve, STAKE_RECHECK_MS))
-  if (run === current && !current.stopped && current.scheduler?.currentState === 'idle') current.scheduler.start()
+  if (session === current && !current.ended && current.scheduler?.currentState === 'idle') current.scheduler.start()
 }
 
-/**
- * Stops now: no new lease (the gate is closed), the unit in flight is abandoned and its lease handed back
- * so the job does not wait out its TTL, and the Worker is ended, which stops the computation mid-unit.
- */
-function stop(message?: string) {
-  const current = run
-  if (!current || current.stopped) return
-  current.stopped = true
-  current.gate.close()
-  current.abort.abort()
-  current.worker.terminate()
-  void current.scheduler?.stop()
-  const lease = current.lease
-  if (lease) void plain.releaseLease(lease.id).catch(() => {})
-  $('stopped-text').textContent = message ?? 'Stopped. Nothing runs in this tab now.'
+/** The visitor pressed Stop: nothing runs until they start again. */
+function stop() {
+  wanted = false
+  endSession()
+  $('stopped-text').textContent = 'Stopped. Nothing runs in this tab now; the unit in flight was handed back.'
   setState('stopped')
+}
+
+/** Nothing left to do (the job finished): like Stop, with the reason. */
+function finish(message: string) {
+  wanted = false
+  endSession()
+  $('stopped-text').textContent = message
+  setState('finished')
+}
+
+/** Hidden tab: end the session (unit handed back, Worker ended); shown again: a new one, without asking. */
+function onVisibility(params: EmbedParams) {
+  if (!wanted) return
+  if (document.hidden) {
+    endSession()
+    setState('paused')
+    statusLine('Paused while this tab is hidden; it goes on when you come back.')
+  } else {
+    void startSession(params)
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -335,21 +309,26 @@ function main() {
   }
   $<HTMLAnchorElement>('job-link').href = `/job.html?id=${params.job}`
   const { storage, persistent } = consentStorage()
-  const wanted = { host: params.host, job: params.job, referrer: params.referrer }
+  const consentFor = { host: params.host, job: params.job, referrer: params.referrer }
 
   $('consent-text').textContent = consentText(params)
   $('device-note').textContent = persistent
     ? deviceNote()
     : `${deviceNote()} This browser lets the widget keep nothing (a private window or strict settings): it will ask again next time, and the key that earns its rewards lasts only while this page is open.`
+  const go = () => {
+    wanted = true
+    if (!document.hidden) void startSession(params)
+  }
   $('allow').addEventListener('click', () => {
-    grantConsent(storage, wanted, Date.now())
-    void start(params)
+    grantConsent(storage, consentFor, Date.now())
+    go()
   })
   $('stop').addEventListener('click', () => stop())
   $('start-again').addEventListener('click', () => {
-    if (readConsent(storage, wanted, Date.now())) void start(params)
+    if (readConsent(storage, consentFor, Date.now())) go()
     else setState('consent')
   })
+  document.addEventListener('visibilitychange', () => onVisibility(params))
   $('forget').addEventListener('click', () => {
     revokeConsent(storage, params.host)
     setState('consent')
@@ -357,7 +336,7 @@ function main() {
   new ResizeObserver(reportHeight).observe(document.body)
 
   // A consent given earlier on this site, for this job and referrer, and not expired: go on with it.
-  if (readConsent(storage, wanted, Date.now())) void start(params)
+  if (readConsent(storage, consentFor, Date.now())) go()
   else setState('consent')
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { DEFAULT_DUTY, EmbedParamError, MIN_DUTY, parseEmbedParams } from './params.ts'
+import { DEFAULT_DUTY, EmbedParamError, MIN_DUTY, parseEmbedParams, restAfter } from './params.ts'
 
 const JOB = `0x${'AB'.repeat(32)}`
 const frame = { ancestorOrigin: 'https://blog.example', referrerOrigin: null }
@@ -30,5 +30,13 @@ describe('widget attributes', () => {
     expect(code(q({ job: 'mnist' }))).toBe('bad_job')
     expect(code(q({ job: JOB, referrer: 'my-site' }))).toBe('bad_referrer')
     expect(code(q({ job: JOB, duty: '2' }))).toBe('bad_duty')
+  })
+})
+
+describe('duty cycle', () => {
+  it('rests so that computing takes at most the duty share of the time', () => {
+    expect(restAfter(0.25, 1000)).toBe(3000)
+    expect(restAfter(0.5, 1000)).toBe(1000)
+    expect(restAfter(1, 1000)).toBe(0)
   })
 })

@@ -55,3 +55,12 @@ export function parseEmbedParams(search: string, frame: { ancestorOrigin: string
   const host = frame.ancestorOrigin ?? frame.referrerOrigin ?? (claimed && /^https?:\/\/[^/]+$/.test(claimed) ? claimed : 'this site')
   return { job: job.toLowerCase() as `0x${string}`, duty, referrer, host }
 }
+
+/**
+ * The rest after a unit that computed for `computeMs`, so that computing takes at most `duty` of the time:
+ * t·(1−duty)/duty. The shared pull loop takes it between units (Scheduler's `restAfterUnit`), never while
+ * holding a lease, so no lease runs out while the tab idles.
+ */
+export function restAfter(duty: number, computeMs: number): number {
+  return (Math.max(0, computeMs) * (1 - duty)) / duty
+}
