@@ -138,6 +138,10 @@ describe('a requester posts jobs, downloads the model, cancels and is refunded',
     expect(message).toMatch(/5/)
     expect(await page.locator('li.tx').count()).toBe(0)
     expect((await client.listJobs()).length).toBe(before)
+    // Chromium logs every 4xx answer to the console; this one is the refusal the test asked for.
+    const refusal = consoleErrors.findIndex((e) => e.startsWith('new job page: Failed to load resource: the server responded with a status of 400'))
+    expect(refusal).toBeGreaterThanOrEqual(0)
+    consoleErrors.splice(refusal, 1)
   })
 
   it('creates a job from an uploaded model and CSV; two tabs train it; stock tfjs in another process loads the download at the accuracy the coordinator measured', async () => {
@@ -240,6 +244,7 @@ describe('a requester posts jobs, downloads the model, cancels and is refunded',
     await page.click('#owner-refund')
     await until(() => page.textContent('#owner-status'), (s) => /Refunded/.test(s ?? ''), 60_000, 'refund confirmed')
     expect((await balance()) - start).toBe(remaining)
+    await page.waitForSelector('#owner-refund', { state: 'hidden' })
     await page.screenshot({ path: join(ARTIFACTS, 'job-cancelled-refunded.png'), fullPage: true })
     expect(consoleErrors).toEqual([])
   })

@@ -115,7 +115,7 @@ describe('the widget on another site', () => {
     expect(await consent.textContent()).toMatch(/Nothing runs, downloads or is stored before you click/)
     expect(await consent.textContent()).toContain('receives 10% of them')
     expect(await frame.evaluate(() => getComputedStyle(document.getElementById('consent-text')!).color)).not.toBe('rgba(0, 0, 0, 0)')
-    expect(await frame.locator('#device-note').textContent()).toMatch(/WebGPU is available/)
+    await expect.poll(() => frame.locator('#device-note').textContent()).toMatch(/WebGPU is available/)
     // Not working yet, so no indicator and no Stop button claim otherwise.
     expect(await frame.locator('#indicator').isVisible()).toBe(false)
     expect(await frame.locator('#stop').isVisible()).toBe(false)
@@ -183,11 +183,26 @@ describe('the widget on another site', () => {
     await page.goto(host.url)
     const frame = await embedFrame(page)
     await frame.waitForFunction(() => document.body.dataset.state === 'consent', undefined, { timeout: 60_000 })
-    expect(await frame.locator('#device-note').textContent()).toMatch(/lets the widget keep nothing .* lasts only while this page is open/)
+    expect(await frame.locator('#consent-text').textContent()).toMatch(/a key that lasts only while this page is open .* Your choice lasts while this page is open/)
     expect(await frame.locator('#allow').isVisible()).toBe(true)
     await page.screenshot({ path: join(ARTIFACTS, 'widget-consent-no-storage.png') })
     expect(pageErrors).toEqual([])
     await context.close()
+  })
+
+  it('says before consent, in a browser without WebGPU, that it would train on the CPU instead', async () => {
+    const plain = await launchChromium({ webgpu: false })
+    try {
+      const page = await plain.newPage({ viewport: { width: 700, height: 500 } })
+      await page.goto(host.url)
+      const frame = await embedFrame(page)
+      await frame.waitForFunction(() => document.body.dataset.state === 'consent', undefined, { timeout: 60_000 })
+      await expect.poll(() => frame.locator('#device-note').textContent()).toMatch(/^No WebGPU in this browser: units run on the CPU instead \(WebAssembly\)/)
+      expect(await frame.locator('#consent-text').textContent()).toContain("computes on this device's CPU, since this browser has no WebGPU")
+      await page.screenshot({ path: join(ARTIFACTS, 'widget-consent-no-webgpu.png') })
+    } finally {
+      await plain.close()
+    }
   })
 
   it('says so when a page, a job or a unit does not exist, and offers the way back', async () => {

@@ -93,24 +93,40 @@ function consentStorage(): { storage: ConsentStorage; persistent: boolean } {
 const short = (address: string) => `${address.slice(0, 6)}…${address.slice(-4)}`
 
 /**
- * What the visitor agrees to, in full: what runs, where, how much, who is paid, what is kept and for how
- * long. Only a check for `navigator.gpu` is made for it: no adapter is requested, nothing is computed.
+ * Whether this browser offers a WebGPU adapter. Asking for an adapter computes nothing and stores
+ * nothing; it only lets the consent say truthfully where the work would run.
  */
-function consentText(params: EmbedParams): string {
-  const gpu = 'gpu' in navigator
+async function hasWebGpu(): Promise<boolean> {
+  const gpu = (navigator as Navigator & { gpu?: GPU }).gpu
+  if (!gpu) return false
+  try {
+    return (await gpu.requestAdapter()) !== null
+  } catch {
+    return false
+  }
+}
+
+/** What the visitor agrees to, in full: what runs, where, how much, who is paid, what is kept and for how long. */
+function consentText(params: EmbedParams, webgpu: boolean, persistent: boolean): string {
   const share = Number(REFERRER_SHARE_BPS) / 100
-  const device = gpu ? "this device's GPU (WebGPU)" : "this device's CPU (this browser has no WebGPU)"
+  const device = webgpu ? "this device's GPU (WebGPU)" : "this device's CPU, since this browser has no WebGPU (WebAssembly: slower, more battery)"
+  const key = persistent
+    ? 'Results are signed with a key created and kept in this browser; the key earns the test-token rewards'
+    : 'Results are signed with a key that lasts only while this page is open (this browser lets the widget keep nothing); its test-token rewards can be claimed only meanwhile'
+  const remembered = persistent
+    ? `Your choice is remembered on ${params.host} for ${CONSENT_DAYS} days; Stop ends it at any time.`
+    : 'Your choice lasts while this page is open; Stop ends it at any time.'
   return [
     `Lend this tab to train a machine-learning model? With your click, this tab downloads a training job from ${new URL(COORDINATOR).host} and computes on ${device}, at most ${Math.round(params.duty * 100)}% of the time and only while this tab is visible.`,
-    `Results are signed with a key created and kept in this browser; the key earns the test-token rewards${params.referrer ? `, and ${params.host} (${short(params.referrer)}) receives ${share}% of them for hosting this widget` : ''}.`,
-    `Nothing runs, downloads or is stored before you click. Your choice is remembered on ${params.host} for ${CONSENT_DAYS} days; Stop ends it at any time.`,
+    `${key}${params.referrer ? `, and ${params.host} (${short(params.referrer)}) receives ${share}% of them for hosting this widget` : ''}.`,
+    `Nothing runs, downloads or is stored before you click. ${remembered}`,
   ].join(' ')
 }
 
-function deviceNote(): string {
-  return 'gpu' in navigator
+function deviceNote(webgpu: boolean): string {
+  return webgpu
     ? 'WebGPU is available in this browser: units run on the GPU.'
-    : 'No WebGPU in this browser: units would run on the CPU instead (WebAssembly), more slowly and with more battery use.'
+    : 'No WebGPU in this browser: units run on the CPU instead (WebAssembly), more slowly and with more battery use.'
 }
 
 function backendText(device: DeviceInfo): string {
@@ -221,6 +237,7 @@ function onEvent(current: Session, params: EmbedParams, event: SchedulerEvent) {
     case 'unit-accepted':
       unitsDone++
       $('units-done').textContent = String(unitsDone)
+      $('units-label').textContent = unitsDone === 1 ? 'unit' : 'units'
       statusLine(`Round ${event.report.round}, unit ${event.report.unit} accepted.`)
       break
     case 'unit-refused':
@@ -272,7 +289,7 @@ async function onStakeRequired(current: Session, params: EmbedParams, reason: st
 function stop() {
   wanted = false
   endSession()
-  $('stopped-text').textContent = 'Stopped. Nothing runs in this tab now; the unit in flight was handed back.'
+  $('stopped-text').textContent = 'Stopped. Nothing runs in this tab now (a unit in flight is handed back to the job).'
   setState('stopped')
 }
 
@@ -311,10 +328,13 @@ function main() {
   const { storage, persistent } = consentStorage()
   const consentFor = { host: params.host, job: params.job, referrer: params.referrer }
 
-  $('consent-text').textContent = consentText(params)
-  $('device-note').textContent = persistent
-    ? deviceNote()
-    : `${deviceNote()} This browser lets the widget keep nothing (a private window or strict settings): it will ask again next time, and the key that earns its rewards lasts only while this page is open.`
+  const describe = (webgpu: boolean) => {
+    $('consent-text').textContent = consentText(params, webgpu, persistent)
+    $('device-note').textContent = deviceNote(webgpu)
+    reportHeight()
+  }
+  describe('gpu' in navigator)
+  void hasWebGpu().then(describe)
   const go = () => {
     wanted = true
     if (!document.hidden) void startSession(params)

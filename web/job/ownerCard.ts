@@ -23,6 +23,8 @@ export function createOwnerCard(root: HTMLElement, client: CoordinatorClient, ch
   $('#owner-address').textContent = requester
   let job = initial
   let busy = false
+  /** Set once this page's refund was mined: the coordinator's next read of the chain will say so too. */
+  let refundedHere = false
   const status = (text: string, kind: 'muted' | 'good' | 'bad' = 'muted') => {
     const el = $('#owner-status')
     el.textContent = text
@@ -47,8 +49,11 @@ export function createOwnerCard(root: HTMLElement, client: CoordinatorClient, ch
     buttons.resume.hidden = s !== 'paused'
     buttons.cancel.hidden = !live
     for (const b of [buttons.pause, buttons.resume, buttons.cancel, buttons.budget]) b.disabled = busy || !owner || !live
+    buttons.budget.hidden = !live
+    $('#owner-budget').closest('.field')!.toggleAttribute('hidden', !live)
+    $('#owner-budget-help').hidden = !live
     const payment = job.payment
-    const refundable = payment && payment.status === 'closed' && !payment.refunded && BigInt(payment.refundable) > 0n
+    const refundable = payment && payment.status === 'closed' && !payment.refunded && !refundedHere && BigInt(payment.refundable) > 0n
     buttons.refund.hidden = !refundable
     buttons.refund.disabled = busy || !owner
     if (refundable) buttons.refund.textContent = `Take back ${formatUnits(BigInt(payment.refundable), chain.token.decimals)} ${chain.token.symbol}`
@@ -103,6 +108,7 @@ export function createOwnerCard(root: HTMLElement, client: CoordinatorClient, ch
         li.textContent = `Refund: ${step.hash}`
         $('#owner-txs').append(li)
       })
+      refundedHere = true
       job = await client.job(job.id)
       status('Refunded: the unspent escrow is back in your wallet.', 'good')
     } catch (error) {
