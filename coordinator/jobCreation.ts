@@ -17,6 +17,7 @@ import {
   parseJobDraft,
   parseJobSpec,
   trainingSchema,
+  type CreatedJob,
   type Hash,
   type JobDraft,
   type JobSpec,
@@ -36,12 +37,6 @@ export interface UploadedFile {
   bytes: Uint8Array
 }
 
-export interface CreatedJob {
-  jobId: Hash
-  spec: JobSpec
-  /** False when a job with this spec already existed (nothing was stored again). */
-  created: boolean
-}
 
 /** Most examples an uploaded data set may hold (bounds the coordinator's memory per job). */
 export const MAX_UPLOAD_EXAMPLES = 1_000_000

@@ -2,7 +2,7 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { describe, expect, it } from 'vitest'
 import { CoordinatorClient } from '../client/coordinatorClient.ts'
 import { recoverLeaseRequestSigner, type CoordinatorInfo, type Hash, type SignedLeaseRequest } from '../protocol/index.ts'
-import { Scheduler, TOO_MANY_LEASES_WAIT_MS, type SchedulerEvent } from './scheduler.ts'
+import { JOB_PAUSED_WAIT_MS, Scheduler, TOO_MANY_LEASES_WAIT_MS, type SchedulerEvent } from './scheduler.ts'
 
 const jobId = `0x${'ab'.repeat(32)}` as Hash
 const info: CoordinatorInfo = {
@@ -73,6 +73,7 @@ describe('Scheduler lease requests', () => {
   for (const [code, message] of [
     ['stake_required', 'this job needs a stake of at least 10 TTT in StakeManager'],
     ['address_banned', 'this address was caught cheating in round 3'],
+    ['job_cancelled', 'the job was cancelled by its owner'],
   ] as const) {
     it(`stops on ${code} with the coordinator's message`, async () => {
       const h = harness([refusal(403, code, message)])
@@ -92,6 +93,16 @@ describe('Scheduler lease requests', () => {
     expect(h.events).toContainEqual({ type: 'waiting', reason: 'at most 2 live leases per address', retryAfterMs: TOO_MANY_LEASES_WAIT_MS })
     expect(h.sleeps).toEqual([TOO_MANY_LEASES_WAIT_MS])
     expect(h.leases).toHaveLength(2)
+    expect(h.scheduler.currentState).toBe('finished')
+  })
+
+  it('waits while the owner has paused the job and carries on when it is resumed', async () => {
+    const h = harness([refusal(409, 'job_paused', 'the job is paused by its owner'), refusal(409, 'job_paused', 'the job is paused by its owner'), finished])
+    h.scheduler.start()
+    await h.ended()
+    expect(h.events).toContainEqual({ type: 'waiting', reason: 'the job is paused by its owner', retryAfterMs: JOB_PAUSED_WAIT_MS })
+    expect(h.sleeps).toEqual([JOB_PAUSED_WAIT_MS, JOB_PAUSED_WAIT_MS])
+    expect(h.events.filter((e) => e.type === 'error')).toEqual([])
     expect(h.scheduler.currentState).toBe('finished')
   })
 

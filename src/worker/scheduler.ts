@@ -100,13 +100,17 @@ const FIRST_BACKOFF_MS = 500
 const MAX_BACKOFF_MS = 15_000
 
 /**
- * Lease refusals that only a person can fix: stake the job's minimum (`stake_required`) or use another
- * wallet (`address_banned`). Asking again would only be refused again.
+ * Lease refusals that asking again cannot change: only a person can stake the job's minimum
+ * (`stake_required`) or use another wallet (`address_banned`), and a cancelled job never issues units again
+ * (`job_cancelled`).
  */
-const STOPPING_REFUSALS = new Set(['address_banned', 'stake_required'])
+const STOPPING_REFUSALS = new Set(['address_banned', 'stake_required', 'job_cancelled'])
 
 /** How long to wait when the address already holds as many live leases as a job allows (another tab's). */
 export const TOO_MANY_LEASES_WAIT_MS = 5_000
+
+/** How often a tab asks again while the job's owner has paused it: a resume is picked up within this. */
+export const JOB_PAUSED_WAIT_MS = 15_000
 
 /** The loop ends with a 'stopped' event carrying this reason. */
 class LoopStop extends Error {
@@ -290,6 +294,11 @@ export class Scheduler {
       if (error.code === 'too_many_leases') {
         this.emit({ type: 'waiting', reason: error.message, retryAfterMs: TOO_MANY_LEASES_WAIT_MS })
         await this.sleep(TOO_MANY_LEASES_WAIT_MS)
+        return null
+      }
+      if (error.code === 'job_paused') {
+        this.emit({ type: 'waiting', reason: error.message, retryAfterMs: JOB_PAUSED_WAIT_MS })
+        await this.sleep(JOB_PAUSED_WAIT_MS)
         return null
       }
       if (error.code === 'stale_lease_request') {
