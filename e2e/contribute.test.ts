@@ -4,7 +4,7 @@ import type { Browser, Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
 import type { JobProgress } from '../src/protocol/index.ts'
-import { ARTIFACTS, launchChromium, startSystem, type SystemUnderTest } from './harness.ts'
+import { ARTIFACTS, launchChromium, startSystem, type SystemUnderTest, unlabelledControls, tabOrder, inOrder } from './harness.ts'
 
 /**
  * The whole loop as a user meets it: the running system, two contribute tabs in real Chromium on real
@@ -134,20 +134,10 @@ describe('two browser tabs train the preset job on WebGPU', () => {
     // Every control has a label, and Tab walks them in the order the page reads (once the faucet's
     // transactions are done, so that the stake buttons are enabled).
     await expect.poll(() => page.isEnabled('#withdraw'), { timeout: 60_000 }).toBe(true)
-    const unlabelled = await page.evaluate(() =>
-      [...document.querySelectorAll<HTMLElement>('button, input, select, a[href]')]
-        .filter((el) => !(el.getAttribute('aria-label') || (el as HTMLInputElement).labels?.[0]?.textContent?.trim() || el.textContent?.trim()))
-        .map((el) => el.outerHTML.slice(0, 80)),
-    )
-    expect(unlabelled).toEqual([])
-    const order: string[] = []
-    for (let i = 0; i < 40 && !order.includes('withdraw'); i++) {
-      await page.keyboard.press('Tab')
-      order.push(await page.evaluate(() => document.activeElement?.id ?? ''))
-    }
+    expect(await unlabelledControls(page)).toEqual([])
+    const order = await tabOrder(page, 'withdraw', 40)
     const ids = ['job-picker', 'start', 'duty', 'pause-hidden', 'pause-battery', 'pause-janky', 'stake-amount', 'stake', 'unstake', 'withdraw']
-    expect(ids.map((id) => order.indexOf(id))).toEqual([...ids.map((id) => order.indexOf(id))].sort((a, b) => a - b))
-    expect(ids.every((id) => order.includes(id))).toBe(true)
+    expect(inOrder(order, ids), `Tab order ${order.join(' ')}`).toBe(true)
 
     // A unit is in flight for seconds right after Start (and after a pause): the Worker compiles its shaders.
     const leasedOnTop = () => page.waitForFunction(() => /Leased/.test(document.querySelector('#log li')?.textContent ?? ''), undefined, { timeout: 120_000 })

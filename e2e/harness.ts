@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { chromium, type Browser } from 'playwright-core'
+import { chromium, type Browser, type Page } from 'playwright-core'
 import { removeDataDir, ROOT, spawnCoordinator } from '../coordinator/testing/spawnCoordinator.ts'
 
 export { ROOT }
@@ -49,4 +49,39 @@ export async function startSystem(env: Record<string, string> = {}): Promise<Sys
       await removeDataDir(coordinator.dataDir)
     },
   }
+}
+
+/**
+ * Visible controls a screen reader could not name: no aria-label, no <label>, no text of their own.
+ * Each is returned as the start of its HTML so a failure says which.
+ */
+export async function unlabelledControls(page: Page): Promise<string[]> {
+  return page.evaluate(() =>
+    [...document.querySelectorAll<HTMLElement>('button, input, select, textarea, a[href]')]
+      .filter((el) => el.offsetParent !== null || el.getClientRects().length > 0)
+      .filter((el) => !(el.getAttribute('aria-label') || (el as HTMLInputElement).labels?.[0]?.textContent?.trim() || el.textContent?.trim()))
+      .map((el) => el.outerHTML.slice(0, 80)),
+  )
+}
+
+/** The ids focused by pressing Tab from the top of the page, until `lastId` or `max` presses. */
+export async function tabOrder(page: Page, lastId: string, max = 60): Promise<string[]> {
+  // Focus navigation starts where the last click or fill left it: start from a marker at the very top.
+  await page.evaluate(() => {
+    const start = document.getElementById('tab-start') ?? Object.assign(document.createElement('span'), { id: 'tab-start', tabIndex: -1 })
+    document.body.prepend(start)
+    start.focus()
+  })
+  const order: string[] = []
+  for (let i = 0; i < max && !order.includes(lastId); i++) {
+    await page.keyboard.press('Tab')
+    order.push(await page.evaluate(() => document.activeElement?.id ?? ''))
+  }
+  return order
+}
+
+/** True when `ids` are all focused, and in this order, in `order`. */
+export function inOrder(order: string[], ids: string[]): boolean {
+  const positions = ids.map((id) => order.indexOf(id))
+  return positions.every((p, i) => p >= 0 && (i === 0 || p > positions[i - 1]!))
 }

@@ -12,7 +12,7 @@ import { tabTokenAbi } from '../contracts/generated/index.ts'
 import { CoordinatorClient, CoordinatorRequestError } from '../src/client/coordinatorClient.ts'
 import { csvToDataset } from '../src/data/csv.ts'
 import type { ChainInfo, Hash } from '../src/protocol/index.ts'
-import { ARTIFACTS, ROOT, launchChromium, startSystem, type SystemUnderTest } from './harness.ts'
+import { ARTIFACTS, ROOT, inOrder, launchChromium, startSystem, tabOrder, unlabelledControls, type SystemUnderTest } from './harness.ts'
 
 const run = promisify(execFile)
 const PENGUINS = join(ROOT, 'datasets/penguins/penguins.csv')
@@ -78,6 +78,17 @@ describe('a requester posts jobs, downloads the model, cancels and is refunded',
     return p
   }
 
+  /** The new-job form with your own model and the penguins CSV, classes in the Species column. */
+  const fillPenguinUpload = async (model: { modelJson: string; weights: string }) => {
+    await page.goto(`${system.url}/new.html`)
+    await page.check('#source-upload')
+    await page.setInputFiles('#model-files', [model.modelJson, model.weights])
+    await page.selectOption('#data-kind', 'csv')
+    await page.setInputFiles('#data-file', PENGUINS)
+    await page.fill('#label-column', 'Species')
+    await page.check('#drop-incomplete')
+  }
+
   beforeAll(async () => {
     await mkdir(ARTIFACTS, { recursive: true })
     // Short epochs so that a cancelled job's last charges post and its escrow closes within the test.
@@ -108,6 +119,10 @@ describe('a requester posts jobs, downloads the model, cancels and is refunded',
     await page.fill('#hp-unitsPerRound', '2')
     await page.fill('#price', '0.5')
     await page.screenshot({ path: join(ARTIFACTS, 'new-job-preset.png'), fullPage: true })
+    // Every control is named, and Tab walks the form in the order it reads.
+    expect(await unlabelledControls(page)).toEqual([])
+    const order = await tabOrder(page, 'create', 80)
+    expect(inOrder(order, ['preset-shakespeare-char', 'job-name', 'hp-innerOptimizer', 'hp-rounds', 'price', 'budget', 'faucet', 'create']), `Tab order ${order.join(' ')}`).toBe(true)
     await page.click('#create')
     await page.waitForSelector('#done:not([hidden])', { timeout: 120_000 })
     expect(await page.locator('#steps li[data-state="failed"]').count()).toBe(0)
@@ -124,13 +139,7 @@ describe('a requester posts jobs, downloads the model, cancels and is refunded',
     const before = (await client.listJobs()).length
     // Penguins have 10 features after one-hot encoding the island and sex; this model takes 5.
     const wrong = await saveDenseModel(join(files, 'wrong'), 5, 3)
-    await page.goto(`${system.url}/new.html`)
-    await page.check('#source-upload')
-    await page.setInputFiles('#model-files', [wrong.modelJson, wrong.weights])
-    await page.selectOption('#data-kind', 'csv')
-    await page.setInputFiles('#data-file', PENGUINS)
-    await page.fill('#label-column', 'Species')
-    await page.check('#drop-incomplete')
+    await fillPenguinUpload(wrong)
     await page.click('#create')
     const message = await until(() => page.textContent('#form-error'), (s) => (s ?? '').length > 0, 60_000, 'an error message')
     expect(message).toMatch(/input/i)
@@ -147,13 +156,7 @@ describe('a requester posts jobs, downloads the model, cancels and is refunded',
   it('creates a job from an uploaded model and CSV; two tabs train it; stock tfjs in another process loads the download at the accuracy the coordinator measured', async () => {
     const csv = csvToDataset(await readFile(PENGUINS), { labelColumn: 'Species', dropIncompleteRows: true })
     const model = await saveDenseModel(join(files, 'penguins'), csv.featureNames.length, csv.labelNames.length)
-    await page.goto(`${system.url}/new.html`)
-    await page.check('#source-upload')
-    await page.setInputFiles('#model-files', [model.modelJson, model.weights])
-    await page.selectOption('#data-kind', 'csv')
-    await page.setInputFiles('#data-file', PENGUINS)
-    await page.fill('#label-column', 'Species')
-    await page.check('#drop-incomplete')
+    await fillPenguinUpload(model)
     await page.fill('#job-name', 'Penguin species')
     await page.fill('#hp-learningRate', '0.01')
     await page.fill('#hp-batchSize', '16')
@@ -183,6 +186,7 @@ describe('a requester posts jobs, downloads the model, cancels and is refunded',
     const modelUrl = new URL((await page.getAttribute('#download-model', 'href'))!, system.url).href
     expect(await page.textContent('#download-hash')).toBe(progress.history.find((r) => r.round === 3)!.outputHash)
     await page.screenshot({ path: join(ARTIFACTS, 'job-uploaded-trained.png'), fullPage: true })
+    expect(await unlabelledControls(page)).toEqual([])
 
     const { stdout } = await run('npx', ['tsx', 'coordinator/testing/loadModel.ts', modelUrl, system.url, jobId], { cwd: ROOT, timeout: 120_000 })
     const loaded = JSON.parse(stdout.trim().split('\n').at(-1)!) as { accuracy: number; count: number }

@@ -116,6 +116,17 @@ describe('the widget on another site', () => {
     expect(await consent.textContent()).toContain('receives 10% of them')
     expect(await frame.evaluate(() => getComputedStyle(document.getElementById('consent-text')!).color)).not.toBe('rgba(0, 0, 0, 0)')
     await expect.poll(() => frame.locator('#device-note').textContent()).toMatch(/WebGPU is available/)
+    // Every control has a name, and the keyboard reaches the consent button first from the host page.
+    const unnamed = await frame.evaluate(() =>
+      [...document.querySelectorAll<HTMLElement>('button, a[href]')]
+        .filter((el) => el.getClientRects().length > 0 && !(el.getAttribute('aria-label') || el.textContent?.trim()))
+        .map((el) => el.outerHTML.slice(0, 80)),
+    )
+    expect(unnamed).toEqual([])
+    await page.keyboard.press('Tab')
+    await expect.poll(() => frame.evaluate(() => document.activeElement?.id)).toBe('allow')
+    await page.keyboard.press('Tab')
+    expect(await frame.evaluate(() => document.activeElement?.id)).toBe('job-link')
     // Not working yet, so no indicator and no Stop button claim otherwise.
     expect(await frame.locator('#indicator').isVisible()).toBe(false)
     expect(await frame.locator('#stop').isVisible()).toBe(false)

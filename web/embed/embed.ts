@@ -112,7 +112,7 @@ function consentText(params: EmbedParams, webgpu: boolean, persistent: boolean):
   const device = webgpu ? "this device's GPU (WebGPU)" : "this device's CPU, since this browser has no WebGPU (WebAssembly: slower, more battery)"
   const key = persistent
     ? 'Results are signed with a key created and kept in this browser; the key earns the test-token rewards'
-    : 'Results are signed with a key that lasts only while this page is open (this browser lets the widget keep nothing); its test-token rewards can be claimed only meanwhile'
+    : 'Results are signed with a key that lasts only while this page is open (this browser lets the widget keep nothing), so the test-token rewards it earns are lost when the page closes'
   const remembered = persistent
     ? `Your choice is remembered on ${params.host} for ${CONSENT_DAYS} days; Stop ends it at any time.`
     : 'Your choice lasts while this page is open; Stop ends it at any time.'
