@@ -85,3 +85,15 @@ export function inOrder(order: string[], ids: string[]): boolean {
   const positions = ids.map((id) => order.indexOf(id))
   return positions.every((p, i) => p >= 0 && (i === 0 || p > positions[i - 1]!))
 }
+
+/** Reads until `done` holds, every 250 ms, failing after `ms` with `what` and the last value read. */
+export async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, ms: number, what: string): Promise<T> {
+  const deadline = Date.now() + ms
+  let value = await read()
+  while (!done(value)) {
+    if (Date.now() > deadline) throw new Error(`${what}: not reached in ${ms} ms; last ${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`)
+    await new Promise((r) => setTimeout(r, 250))
+    value = await read()
+  }
+  return value
+}

@@ -12,21 +12,10 @@ import { tabTokenAbi } from '../contracts/generated/index.ts'
 import { CoordinatorClient, CoordinatorRequestError } from '../src/client/coordinatorClient.ts'
 import { csvToDataset } from '../src/data/csv.ts'
 import type { ChainInfo, Hash } from '../src/protocol/index.ts'
-import { ARTIFACTS, ROOT, inOrder, launchChromium, startSystem, tabOrder, unlabelledControls, type SystemUnderTest } from './harness.ts'
+import { ARTIFACTS, ROOT, inOrder, launchChromium, startSystem, tabOrder, unlabelledControls, until, type SystemUnderTest } from './harness.ts'
 
 const run = promisify(execFile)
 const PENGUINS = join(ROOT, 'datasets/penguins/penguins.csv')
-
-async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms
-  let value = await read()
-  while (!done(value)) {
-    if (Date.now() > deadline) throw new Error(`${what}: not reached in ${ms} ms; last ${JSON.stringify(value)}`)
-    await new Promise((r) => setTimeout(r, 250))
-    value = await read()
-  }
-  return value
-}
 
 /** Writes what tfjs `model.save()` writes for a small dense classifier: model.json and one weights file. */
 async function saveDenseModel(dir: string, inputs: number, classes: number): Promise<{ modelJson: string; weights: string }> {

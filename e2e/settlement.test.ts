@@ -6,23 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { anvilAccount } from '../contracts/anvil.ts'
 import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
 import { verificationPolicy, type Hash } from '../src/protocol/index.ts'
-import { ARTIFACTS, launchChromium, startSystem, type SystemUnderTest } from './harness.ts'
+import { ARTIFACTS, launchChromium, startSystem, until, type SystemUnderTest } from './harness.ts'
 
 /** Reads an amount element's exact base units: the page writes them to `data-amount` beside the formatted text. */
 async function amountOf(page: Page, id: string): Promise<bigint | null> {
   const raw = await page.getAttribute(`#${id}`, 'data-amount')
   return raw === null || raw === '' ? null : BigInt(raw)
-}
-
-async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms
-  let value = await read()
-  while (!done(value)) {
-    if (Date.now() > deadline) throw new Error(`${what}: not reached in ${ms} ms; last ${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`)
-    await new Promise((r) => setTimeout(r, 250))
-    value = await read()
-  }
-  return value
 }
 
 /**

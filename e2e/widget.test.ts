@@ -247,6 +247,11 @@ describe('the widget on another site', () => {
     expect(await page.textContent('#verdict')).toContain('There is no such job')
     await page.screenshot({ path: join(ARTIFACTS, 'page-verify-unknown.png') })
 
+    // The contribute page names a link's unknown job instead of silently training another.
+    await page.goto(`${system.url}/contribute.html?job=${unknownJob}`)
+    await page.waitForSelector('[data-testid="unknown-job"]', { timeout: 120_000 })
+    expect(await page.textContent('[data-testid="unknown-job"]')).toContain(unknownJob)
+
     const icon = await page.request.get(`${system.url}/favicon.ico`)
     expect(icon.status()).toBe(200)
     expect(pageErrors).toEqual([])

@@ -29,7 +29,10 @@ export function createJobPicker(
 ): JobPicker {
   const select = byId<HTMLSelectElement>('job-picker')
   const sorted = [...jobs].sort((a, b) => Number(b.status === 'active') - Number(a.status === 'active'))
-  let current = pickJob(sorted, new URLSearchParams(location.search).get('job'))
+  const requested = new URLSearchParams(location.search).get('job')
+  let current = pickJob(sorted, requested)
+  /** A link naming a job this coordinator does not have: said once, not silently replaced. */
+  let unknownRequest = requested !== null && !sorted.some((j) => j.id === requested) ? requested : null
   select.replaceChildren(
     ...sorted.map((job) => {
       const option = document.createElement('option')
@@ -47,13 +50,23 @@ export function createJobPicker(
       return
     }
     const a = Object.assign(document.createElement('a'), { href: `./job.html?id=${current.id}`, textContent: 'Open the job page' })
-    el.replaceChildren(a)
+    if (unknownRequest) {
+      const note = Object.assign(document.createElement('span'), {
+        className: 'bad',
+        textContent: `This link's job ${unknownRequest.slice(0, 80)} does not exist on this coordinator; pick one above (${current.name} for now). `,
+      })
+      note.dataset.testid = 'unknown-job'
+      el.replaceChildren(note, a)
+    } else {
+      el.replaceChildren(a)
+    }
   }
   link()
   select.addEventListener('change', () => {
     const next = sorted.find((j) => j.id === select.value)
     if (!next || next.id === current?.id) return
     current = next
+    unknownRequest = null
     const url = new URL(location.href)
     url.searchParams.set('job', next.id)
     history.replaceState(null, '', url)
