@@ -18,7 +18,9 @@ if (chain) {
 } else {
   log('no chain (TABTRAIN_CHAIN=off): volunteer jobs only, no rewards')
 }
-console.log(`\nTabTrain is running. Open ${coordinator.url}/contribute.html to train, ${coordinator.url}/ for jobs.\n`)
+console.log(
+  `\nTabTrain is running.\n  Contribute: ${coordinator.url}/contribute.html\n  Post a job: ${coordinator.url}/new.html\n  Jobs:       ${coordinator.url}/\n  Embed:      <script type="module" src="${coordinator.url}/widget.js"></script>\n`,
+)
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
