@@ -9,6 +9,7 @@ noteSkippedEngines('coordinator/db.test.ts')
 
 const TABLES = [
   'attempts',
+  'auth_nonces',
   'chain_cursor',
   'disputes',
   'epochs',
