@@ -33,7 +33,7 @@ export async function spawnCoordinator(options: { dataDir?: string; port?: numbe
   const url = await new Promise<string>((resolveUrl, reject) => {
     const timer = setTimeout(() => reject(new Error(`coordinator did not start in 120 s:\n${output}`)), 120_000)
     const check = () => {
-      const match = /Open (http:\/\/127\.0\.0\.1:\d+)\//.exec(output)
+      const match = /Contribute: (http:\/\/127\.0\.0\.1:\d+)\//.exec(output)
       if (match) {
         clearTimeout(timer)
         resolveUrl(match[1]!)
