@@ -78,7 +78,7 @@ describe('the widget on another site', () => {
     await system?.stop()
   })
 
-  it('does nothing before consent, trains after it with the referrer recorded, and stops when asked', async () => {
+  it('does nothing before consent, trains after it with the referrer recorded, pauses while hidden, and stops when asked', async () => {
     // An everyday window of a browser that lets embedded frames keep (partitioned) storage, as Chrome's
     // default profile does. Debian's Chromium blocks third-party cookies and storage by default; that case
     // has its own test below.
@@ -178,6 +178,22 @@ describe('the widget on another site', () => {
     const again = await embedFrame(page)
     await again.waitForFunction(() => ['starting', 'running', 'paused'].includes(document.body.dataset.state ?? ''), undefined, { timeout: 60_000 })
     expect(await again.locator('#consent').isVisible()).toBe(false)
+
+    // A hidden tab pauses it: the session ends and no lease is asked for until the tab is shown again.
+    const setHidden = (hidden: boolean) =>
+      again.evaluate((h) => {
+        Object.defineProperty(document, 'hidden', { value: h, configurable: true })
+        Object.defineProperty(document, 'visibilityState', { value: h ? 'hidden' : 'visible', configurable: true })
+        document.dispatchEvent(new Event('visibilitychange'))
+      }, hidden)
+    await setHidden(true)
+    expect(await state(again)).toBe('paused')
+    expect(await again.textContent('#status-line')).toMatch(/hidden/)
+    const leasesWhenHidden = toCoordinator(/\/leases$/).length
+    await page.waitForTimeout(3000)
+    expect(toCoordinator(/\/leases$/).length).toBe(leasesWhenHidden)
+    await setHidden(false)
+    await again.waitForFunction(() => ['starting', 'running'].includes(document.body.dataset.state ?? ''), undefined, { timeout: 30_000 })
     await again.click('#stop')
     expect(await state(again)).toBe('stopped')
 

@@ -10,6 +10,7 @@ import { Faucet } from './faucet.ts'
 import { FrozenSweeper } from './frozen.ts'
 import { EscrowWatcher, workInFlight } from './funding.ts'
 import type { TransactionQueue } from './transactions.ts'
+import { KeyedMutex } from '../mutex.ts'
 
 export interface SettlementOptions {
   db: Database
@@ -100,6 +101,14 @@ export class Settlement {
    * that already landed is never charged.
    */
   async closeEpoch(): Promise<EpochRecord | null> {
+    // One at a time: the timer and a direct call (tests, the bench) racing would both see an escrow
+    // open and both send its close, and the second reverts with JobAlreadyClosed.
+    return this.epochLock.run('epoch', () => this.closeEpochNow())
+  }
+
+  private readonly epochLock = new KeyedMutex()
+
+  private async closeEpochNow(): Promise<EpochRecord | null> {
     await this.escrow.sync()
     let record: EpochRecord | null = null
     let failure: unknown = null
