@@ -136,7 +136,9 @@ function onDataKindChange() {
   $('label-column-field').hidden = kind !== 'csv'
   $('context-field').hidden = kind !== 'text'
   $('data-file-help').textContent =
-    kind === 'csv' ? 'The first row names the columns; every other cell of a feature column is a number.' : 'UTF-8 text; each distinct character becomes one symbol (at most 256).'
+    kind === 'csv'
+      ? 'The first row names the columns. Number columns are standardised; any other column is one-hot encoded (at most 32 values).'
+      : 'UTF-8 text; each distinct character becomes one symbol (at most 256).'
 }
 
 function updateBudgetHelp() {
