@@ -16,7 +16,7 @@ import {
   type LiveMessage,
   type SignedLeaseRequest,
 } from '../src/protocol/index.ts'
-import { TEST_DOMAIN, jobVariant, leased, signedLease } from './testing/fixtures.ts'
+import { TEST_DOMAIN, jobVariant, leased, signedLease, refusal } from './testing/fixtures.ts'
 import { startTemporaryCoordinator, type TemporaryCoordinator } from './testing/inProcess.ts'
 
 /** The HTTP surface: status codes and messages a client sees, lease identity, size limits, blobs, the live feed. */
@@ -39,14 +39,6 @@ describe('coordinator HTTP API', () => {
     await coordinator?.dispose()
   })
 
-  const refusal = async (promise: Promise<unknown>) => {
-    const error = await promise.then(
-      () => null,
-      (e: unknown) => e,
-    )
-    expect(error).toBeInstanceOf(CoordinatorRequestError)
-    return error as CoordinatorRequestError
-  }
 
   /** A job of its own for a test that counts units (the preset's are shared by the other tests). */
   const freshJob = async () => {

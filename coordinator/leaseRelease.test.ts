@@ -2,7 +2,7 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CoordinatorClient, CoordinatorRequestError } from '../src/client/coordinatorClient.ts'
 import { decodeTensorList, type Hash } from '../src/protocol/index.ts'
-import { TEST_DOMAIN, jobVariant, leased, makeSubmission, signedLease } from './testing/fixtures.ts'
+import { TEST_DOMAIN, jobVariant, leased, makeSubmission, signedLease, refusal } from './testing/fixtures.ts'
 import { startTemporaryCoordinator, type TemporaryCoordinator } from './testing/inProcess.ts'
 
 /**
@@ -41,14 +41,6 @@ describe('handing a lease back', () => {
     return { status: answer.status, body: (await answer.json()) as unknown }
   }
   const fresh = () => privateKeyToAccount(generatePrivateKey())
-  const refusal = async (promise: Promise<unknown>) => {
-    const error = await promise.then(
-      () => null,
-      (e: unknown) => e,
-    )
-    expect(error).toBeInstanceOf(CoordinatorRequestError)
-    return error as CoordinatorRequestError
-  }
 
   it('frees the unit for another address at once, and counts nothing against the holder', async () => {
     const jobId = await oneUnitJob()

@@ -9,7 +9,7 @@ import { memoryCached } from '../src/worker/blobSource.ts'
 import { nodeDeviceClass } from '../src/worker/nodeDeviceClass.ts'
 import { createUnitRunner } from '../src/worker/unitRunner.ts'
 import type { Settlement } from './settlement/settlement.ts'
-import { BARELY_CHECKED, jobVariant, leased, makeSubmission, signedLease, testJobBase, type TestJobBase } from './testing/fixtures.ts'
+import { BARELY_CHECKED, jobVariant, leased, makeSubmission, signedLease, testJobBase, type TestJobBase, refusal } from './testing/fixtures.ts'
 import { startTemporaryCoordinator, type TemporaryCoordinator } from './testing/inProcess.ts'
 
 /** Small enough that the faucet's stake covers the job's minimum (see settlement.test.ts). */
@@ -63,14 +63,6 @@ describe('owner actions', () => {
     return coordinator.jobs.submit(lease.id, submission.body)
   }
 
-  const refusal = async (promise: Promise<unknown>) => {
-    const error = await promise.then(
-      () => null,
-      (e: unknown) => e,
-    )
-    expect(error).toBeInstanceOf(CoordinatorRequestError)
-    return error as CoordinatorRequestError
-  }
 
   beforeAll(async () => {
     base = await testJobBase()

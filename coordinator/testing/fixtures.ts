@@ -1,5 +1,6 @@
 import { privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
-import type { CoordinatorClient } from '../../src/client/coordinatorClient.ts'
+import { expect } from 'vitest'
+import { CoordinatorRequestError, type CoordinatorClient } from '../../src/client/coordinatorClient.ts'
 import { encodeIdx } from '../../src/data/idx.ts'
 import {
   DEFAULT_VERIFICATION,
@@ -164,4 +165,14 @@ export async function makeSubmission(options: SubmissionOptions): Promise<TestSu
   const signed = await signWorkClaim(options.signer ?? account, claim, options.domain ?? TEST_DOMAIN)
   const body = encodeSubmission({ ...signed, trainLoss: options.trainLoss ?? 1 }, updateBytes)
   return { body, claim, updateBytes, outputHash: sha256Hex(updateBytes) }
+}
+
+/** The coordinator's refusal `promise` ends in, as the typed client throws it; fails the test if it succeeded. */
+export async function refusal(promise: Promise<unknown>): Promise<CoordinatorRequestError> {
+  const error = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  )
+  expect(error).toBeInstanceOf(CoordinatorRequestError)
+  return error as CoordinatorRequestError
 }
