@@ -300,6 +300,15 @@ const MIGRATIONS: string[] = [
      used_at   bigint
    );
    ALTER TABLE attempts ADD COLUMN referrer text;`,
+  // Scale (asynchronous rounds, outer momentum, unit sizing). units.applied_round: the round whose close
+  // averaged the unit's answer (asynchronous jobs average an answer into the round open when it settles;
+  // synchronous ones into its own round). units.inner_steps: the H the unit was issued with, when the
+  // contributor sized it (null: the spec's H). rounds.momentum_hash: the outer Nesterov momentum after the
+  // round, stored by hash like the checkpoint, so a rebuild recomputes it exactly.
+  `ALTER TABLE units ADD COLUMN applied_round integer;
+   ALTER TABLE units ADD COLUMN inner_steps integer;
+   ALTER TABLE rounds ADD COLUMN momentum_hash text;
+   CREATE INDEX units_unapplied ON units (job_id) WHERE status = 'accepted' AND applied_round IS NULL;`,
 ]
 
 /** The schema version a migrated store is at: one per migration. */

@@ -160,7 +160,7 @@ describe('job spec', () => {
     ['training.learningRate', (s: any) => (s.training.learningRate = '0.1'), /^training\.learningRate: /],
     ['training.unitsPerRound', (s: any) => (s.training.unitsPerRound = 1.5), /^training\.unitsPerRound: /],
     ['training.leaseTtlSeconds', (s: any) => (s.training.leaseTtlSeconds = 24 * 3600 + 1), /^training\.leaseTtlSeconds: /],
-    ['training.outerOptimizer', (s: any) => (s.training.outerOptimizer = 'nesterov'), /^training\.outerOptimizer: /],
+    ['training.outerOptimizer', (s: any) => (s.training.outerOptimizer = 'adamw'), /^training\.outerOptimizer: /],
     ['kernelBundle', (s: any) => delete s.kernelBundle, /^kernelBundle: /],
   ])('rejects a bad %s with a message naming the field', (_field, mutate, pattern) => {
     const input = validSpecInput()

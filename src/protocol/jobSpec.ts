@@ -73,10 +73,36 @@ export const trainingSchema = z.object({
   unitsPerRound: positiveInt(10_000),
   /** R: rounds after which the job is finished. */
   rounds: positiveInt(1_000_000),
-  /** How the averaged update is applied: `average` is C_{r+1} = C_r + outerLearningRate * mean(Δ). */
-  outerOptimizer: z.literal('average'),
+  /**
+   * How the averaged update is applied. `average`: C_{r+1} = C_r + outerLearningRate · mean(Δ).
+   * `nesterov` (DiLoCo's outer optimizer): the averaged update is a pseudo-gradient g = −mean(Δ), a momentum
+   * buffer m ← μ·m + g is kept with the checkpoint, and C_{r+1} = C_r − outerLearningRate · (g + μ·m).
+   */
+  outerOptimizer: z.enum(['average', 'nesterov']),
   outerLearningRate: z.number().positive().max(10),
+  /** μ of the `nesterov` outer optimizer; 0.9 when absent (DiLoCo's value). Ignored by `average`. */
+  outerMomentum: z.number().min(0).max(0.999).optional(),
   leaseTtlSeconds: positiveInt(24 * 3600),
+  /**
+   * S, the rounds an answer may lag. Absent or 0: synchronous rounds of exactly K units, each trained
+   * from the round's checkpoint. S ≥ 1: asynchronous rounds whose size follows the live contributor pool:
+   * every lease request gets a unit of the current round (created on demand), a round closes once it holds
+   * max(K, live contributors) settled answers, and an answer computed from a checkpoint at most S rounds
+   * old is averaged into the round open when it settles. Every unit stays a pure function of its input
+   * checkpoint and its example indices, so a check re-executes it bit for bit.
+   */
+  maxStaleness: z.number().int().min(0).max(16).optional(),
+  /**
+   * Upper bound for H when a contributor sizes its units to its device (auto-sizing): a lease may ask for
+   * any H in [innerSteps, maxInnerSteps]; the unit records the H it was given. Absent: H is innerSteps.
+   */
+  maxInnerSteps: positiveInt(10_000).optional(),
+  /**
+   * How an update travels. Absent: canonical float32 tensor bytes. `int8`: each block of `blockSize` values
+   * as int8 with one float32 scale (src/protocol/updateCodec.ts); the claim's output hash is the hash of
+   * exactly those bytes, and decoding is deterministic, so a re-execution yields the same bytes.
+   */
+  compression: z.object({ kind: z.literal('int8'), blockSize: positiveInt(1 << 16) }).optional(),
 })
 
 export const modelSchema = z.object({
