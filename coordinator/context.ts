@@ -2,6 +2,7 @@ import type { EventEmitter } from 'node:events'
 import type { Address } from 'viem'
 import type { ClaimDomainParams, Hash, JobPayment, JobSpec } from '../src/protocol/index.ts'
 import type { BlobStore } from './blobs.ts'
+import type { Aggregator } from './aggregation/aggregator.ts'
 import type { Database } from './db.ts'
 import type { JobRuntimes } from './jobRuntime.ts'
 import type { KeyedMutex } from './mutex.ts'
@@ -40,6 +41,8 @@ export interface JobContext {
   events: EventEmitter
   /** Serialises a job's round closes and rebuilds. */
   roundLock: KeyedMutex
+  /** Computes round closes off the event loop (a worker thread by default). */
+  aggregator: Aggregator
   payments?: JobPayments
   stakes?: StakeOracle
   /** Computes units itself for canaries and disagreements; without one, those checks wait. */

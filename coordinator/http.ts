@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import fastifyStatic from '@fastify/static'
 import fastifyWebsocket from '@fastify/websocket'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { referrerOf, signedLeaseRequestSchema, type ApiErrorBody, type CoordinatorInfo, type LiveMessage } from '../src/protocol/index.ts'
+import { referrerOf, type ApiErrorBody, type CoordinatorInfo, type LiveMessage } from '../src/protocol/index.ts'
 import { BlobNotFoundError, type BlobStore } from './blobs.ts'
 import { registerWidgetCors } from './cors.ts'
 import { registerSitePages } from './sitePages.ts'
@@ -12,7 +12,7 @@ import { jobCreationRoutes } from './routes/jobCreation.ts'
 import { CoordinatorError } from './errors.ts'
 import type { JobService } from './jobs.ts'
 import type { Settlement } from './settlement/settlement.ts'
-import type { LeaseIdentity } from './verification/identity.ts'
+import { parseLeaseRequestBody, type LeaseIdentity } from './verification/identity.ts'
 
 export interface HttpOptions {
   jobs: JobService
@@ -80,15 +80,18 @@ export async function buildHttpServer(options: HttpOptions): Promise<FastifyInst
   )
 
   app.post<{ Params: { jobId: string }; Body: unknown }>('/api/jobs/:jobId/leases', async (req) => {
-    const parsed = signedLeaseRequestSchema.safeParse(req.body)
+    const parsed = parseLeaseRequestBody(req.body)
     if (!parsed.success) {
       throw new CoordinatorError(
         'malformed_request',
-        `a lease request is {request: {jobId, contributor, nonce, issuedAt, audience}, signature}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`,
+        `a lease request is {request: {jobId, contributor, nonce, issuedAt, audience}, signature}, or {session} from an earlier answer: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`,
       )
     }
-    const contributor = await options.identity.verify(req.params.jobId, parsed.data)
-    return jobs.lease(req.params.jobId, contributor, referrerOf(parsed.data.request))
+    // A signed request is answered with a session that later requests may send instead of a signature
+    // (verification/identity.ts says what a session may and may not do).
+    const verified = await options.identity.verifyBody(req.params.jobId, parsed.data)
+    const response = await jobs.lease(req.params.jobId, verified.contributor, referrerOf(verified.request))
+    return verified.session ? { ...response, session: verified.session } : response
   })
 
   app.get<{ Params: { address: string } }>('/api/reputation/:address', async (req) => jobs.reputation(req.params.address))

@@ -21,7 +21,7 @@ export interface JobRuntime {
 export class JobRuntimes {
   private readonly runtimes = new Map<string, Promise<JobRuntime>>()
 
-  constructor(private readonly blobs: BlobStore) {}
+  constructor(private readonly blobs: Pick<BlobStore, 'get'>) {}
 
   get(jobId: string, spec: JobSpec): Promise<JobRuntime> {
     let runtime = this.runtimes.get(jobId)

@@ -21,6 +21,7 @@ import {
 } from '../src/protocol/index.ts'
 import { evaluateModel } from '../src/training/evaluate.ts'
 import { setModelWeights } from '../src/training/model.ts'
+import { threadAggregator, type Aggregator } from './aggregation/aggregator.ts'
 import type { BlobStore } from './blobs.ts'
 import type { JobContext, JobPayments, StakeOracle } from './context.ts'
 import type { Database } from './db.ts'
@@ -48,6 +49,8 @@ export interface JobServiceOptions {
   stakes?: StakeOracle
   /** The coordinator's own re-execution, for canaries and disagreements. */
   referee?: Referee
+  /** Where round closes are computed; a worker thread shared by the process by default. */
+  aggregator?: Aggregator
   /** Milliseconds since the epoch; injectable so tests can expire leases without sleeping. */
   now?: () => number
   /** Uniform in [0, 1), deciding which units are checked; crypto-random unless a test fixes it. */
@@ -79,6 +82,7 @@ export class JobService {
       log: options.log ?? (() => {}),
       events: this.events,
       roundLock: new KeyedMutex(),
+      aggregator: options.aggregator ?? threadAggregator(),
       payments: options.payments,
       stakes: options.stakes,
       referee: options.referee,

@@ -1,6 +1,14 @@
 import { randomUUID } from 'node:crypto'
 import type { Address } from 'viem'
-import { stakeNeeded, verificationPolicy, type LeaseReleaseResult, type LeaseResponse } from '../src/protocol/index.ts'
+import {
+  isAsynchronous,
+  maxStaleness,
+  stakeNeeded,
+  verificationPolicy,
+  type Hash,
+  type LeaseReleaseResult,
+  type LeaseResponse,
+} from '../src/protocol/index.ts'
 import type { JobContext } from './context.ts'
 import { CoordinatorError } from './errors.ts'
 import { jobRow, type UnitRow } from './rows.ts'
@@ -26,6 +34,13 @@ export const MAX_RETRY_MS = 1000
  */
 const ABANDON_SLACK = 2
 const PROBATION_TTL_SHARE = 4
+
+/**
+ * Most units one round of an asynchronous job may create on demand. Each live address holds at most
+ * `maxLiveLeases` of them and expired ones are leased again before a new one is made, so honest rounds stay
+ * far below this; it only bounds what a swarm of fresh addresses can make the store hold.
+ */
+export const MAX_UNITS_PER_ROUND = 10_000
 
 /**
  * Leases a unit of the job's current round to `contributor` (already authenticated by its signature):
@@ -81,29 +96,31 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
     }
     // The attempt is written in the same transaction that locks its unit, so two concurrent requests can
     // never both take one check (the second one's NOT EXISTS sees the first's live attempt).
-    const record = async (unit: number, kind: 'primary' | 'check') => {
+    // A primary trains from the current checkpoint; a check (asynchronous jobs may check a unit of an
+    // earlier round) from the checkpoint its unit was issued with.
+    const record = async (unit: number, kind: 'primary' | 'check', round = job.round, inputHash: Hash = job.checkpoint) => {
       await tx.query(
         `INSERT INTO attempts (lease_id, job_id, round, unit, contributor, kind, issued_at, expires_at, input_hash, referrer)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-        [leaseId, job.id, job.round, unit, contributor, kind, now, now + ttlMs, job.checkpoint, referrer],
+        [leaseId, job.id, round, unit, contributor, kind, now, now + ttlMs, inputHash, referrer],
       )
-      return { unit, kind }
+      return { unit, kind, round, inputHash }
     }
     // A check: a unit whose answer waits for a second opinion from an address that has not answered it.
     // A third run in the primary's device class goes only to an address whose last answer was of that class.
-    const [check] = await tx.query<UnitRow>(
-      `SELECT * FROM units u
-        WHERE u.job_id = $1 AND u.round = $2 AND u.status = 'accepted' AND u.check_status = 'wanted'
+    const [check] = await tx.query<UnitRow & { input_hash: Hash }>(
+      `SELECT u.*, (SELECT p.input_hash FROM attempts p WHERE p.lease_id = u.lease_id) AS input_hash FROM units u
+        WHERE u.job_id = $1 AND u.round BETWEEN $2::int - $5::int AND $2 AND u.status = 'accepted' AND u.check_status = 'wanted'
           AND (u.check_kind = 'peer' OR (u.check_kind = 'class' AND u.check_class = (
                 SELECT device_class FROM attempts WHERE contributor = $3 AND status = 'submitted' AND device_class IS NOT NULL
                  ORDER BY submitted_at DESC LIMIT 1)))
           AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = u.job_id AND a.round = u.round AND a.unit = u.unit
                             AND (a.contributor = $3 OR (a.kind = 'check' AND a.status = 'leased' AND a.expires_at > $4)))
-        ORDER BY u.unit LIMIT 1
-        FOR UPDATE SKIP LOCKED`,
-      [job.id, job.round, contributor, now],
+        ORDER BY u.round, u.unit LIMIT 1
+        FOR UPDATE OF u SKIP LOCKED`,
+      [job.id, job.round, contributor, now, maxStaleness(job.spec.training)],
     )
-    if (check) return record(check.unit, 'check')
+    if (check) return record(check.unit, 'check', Number(check.round), check.input_hash)
     // Open units first, in index order, then units whose lease ran out. Two index range scans instead of
     // one OR over the whole round, so a lease costs the same with K = 4 or K = 10,000.
     const take = (condition: string, params: unknown[]) =>
@@ -120,12 +137,25 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
          RETURNING u.*, c.previous_lease, c.previous_holder`,
         [job.id, job.round, leaseId, contributor, now + ttlMs, ...params],
       )
+    // Asynchronous rounds follow the pool: when no unit is left to take, a new one is made for the asker.
+    // Its index is the round's next; the job-wide lock orders concurrent creations.
+    const create = async () => {
+      await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1), $2)`, [job.id, job.round])
+      return tx.query<UnitRow & { previous_lease: string | null; previous_holder: string | null }>(
+        `INSERT INTO units (job_id, round, unit, status, lease_id, leased_to, lease_expires_at, leases_issued)
+         SELECT $1, $2, coalesce(max(unit), -1) + 1, 'leased', $3, $4, $5, 1 FROM units WHERE job_id = $1 AND round = $2
+         HAVING coalesce(max(unit), -1) + 1 < $6
+         RETURNING *, NULL::text AS previous_lease, NULL::text AS previous_holder`,
+        [job.id, job.round, leaseId, contributor, now + ttlMs, MAX_UNITS_PER_ROUND],
+      )
+    }
     let rows = await take(`status = 'open'`, [])
     if (rows.length === 0) {
       rows = probation
         ? await take(`status = 'leased' AND lease_expires_at <= $6 AND leased_to <> $4`, [now])
         : await take(`status = 'leased' AND lease_expires_at <= $6`, [now])
     }
+    if (rows.length === 0 && isAsynchronous(job.spec.training)) rows = await create()
     const row = rows[0]
     if (!row) return null
     if (row.previous_lease) {
@@ -141,7 +171,7 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
         id: leaseId,
         contributor,
         expiresAt: now + ttlMs,
-        unit: { jobId: job.id, round: job.round, unit: leased.unit, inputHash: job.checkpoint },
+        unit: { jobId: job.id, round: leased.round, unit: leased.unit, inputHash: leased.inputHash },
       },
     }
   }

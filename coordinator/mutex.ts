@@ -2,6 +2,11 @@
 export class KeyedMutex {
   private tails = new Map<string, Promise<unknown>>()
 
+  /** True while a section for `key` runs or waits. */
+  busy(key: string): boolean {
+    return this.tails.has(key)
+  }
+
   run<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const previous = this.tails.get(key) ?? Promise.resolve()
     const result = previous.then(fn, fn)

@@ -1,75 +1,72 @@
-import {
-  decodeTensorList,
-  hashTensorList,
-  type Hash,
-} from '../src/protocol/index.ts'
-import { applyAveragedUpdate, clipToMedianNorm } from '../src/training/aggregate.ts'
-import { evaluateModel } from '../src/training/evaluate.ts'
-import { setModelWeights } from '../src/training/model.ts'
+import { isAsynchronous, maxStaleness, type Hash } from '../src/protocol/index.ts'
+import type { AggregateResult } from './aggregation/aggregate.ts'
 import type { JobContext } from './context.ts'
 import type { Queryable } from './db.ts'
 import { jobRow, type AttemptRow, type JobRow } from './rows.ts'
 
 /**
- * Primaries whose updates a round averages: answered, and not found wrong. `pending` ones (a closed round
- * whose unit is being re-examined) count until their check says otherwise; the round is rebuilt then.
+ * Primaries whose updates a synchronous round averages: answered, and not found wrong. `pending` ones (a
+ * closed round whose unit is being re-examined) count until their check says otherwise; the round is rebuilt
+ * then.
  */
 export const AVERAGED_PRIMARIES = `SELECT * FROM attempts
   WHERE job_id = $1 AND round = $2 AND kind = 'primary' AND status = 'submitted' AND verdict IN ('unchecked', 'pending', 'passed')
   ORDER BY unit`
 
-interface Aggregate {
-  hash: Hash
+/** The same for an asynchronous round: the answers its close took in (units.applied_round), in (round, unit) order. */
+const APPLIED_PRIMARIES = `SELECT a.* FROM units u JOIN attempts a ON a.lease_id = u.lease_id
+  WHERE u.job_id = $1 AND u.applied_round = $2 AND a.kind = 'primary' AND a.status = 'submitted' AND a.verdict IN ('unchecked', 'pending', 'passed')
+  ORDER BY u.round, u.unit`
+
+/** The answers round `round` averaged (or averages, while it is being closed). */
+async function averagedPrimaries(db: Queryable, job: JobRow, round: number): Promise<AttemptRow[]> {
+  return db.query<AttemptRow>(isAsynchronous(job.spec.training) ? APPLIED_PRIMARIES : AVERAGED_PRIMARIES, [job.id, round])
+}
+
+interface Aggregate extends AggregateResult {
   units: number
-  clipped: number
   trainLoss: number
-  heldOutLoss: number
-  heldOutAccuracy: number
 }
 
 /**
- * C_{r+1} from `base` and the round's averaged primaries: each update's norm bounded by the round's median,
- * then the weighted average (src/training/aggregate.ts). A round left with no update keeps its base. The
- * result is stored by hash and evaluated on the held-out split.
+ * C_{r+1} from `base` and the round's primaries, computed off the event loop (aggregation/aggregate.ts:
+ * median-norm clipping, then the job's outer optimizer, then the held-out evaluation). Both results are
+ * stored by hash.
  */
-async function aggregate(ctx: JobContext, job: JobRow, round: number, base: Hash): Promise<Aggregate> {
-  const primaries = await ctx.db.query<AttemptRow>(AVERAGED_PRIMARIES, [job.id, round])
-  const checkpoint = decodeTensorList(await ctx.blobs.get(base))
-  let next: { hash: Hash; bytes: Uint8Array }
-  let clipped = 0
-  if (primaries.length === 0) {
-    next = hashTensorList(checkpoint)
-  } else {
-    const updates = await Promise.all(
-      primaries.map(async (a) => ({ update: decodeTensorList(await ctx.blobs.get(a.output_hash!)), examples: Number(a.examples) })),
-    )
-    const bounded = clipToMedianNorm(updates)
-    clipped = bounded.clipped
-    next = hashTensorList(applyAveragedUpdate(checkpoint, bounded.updates, job.spec.training.outerLearningRate))
-  }
-  await ctx.blobs.put(next.bytes)
-  const runtime = await ctx.runtimes.get(job.id, job.spec)
-  setModelWeights(runtime.model, decodeTensorList(next.bytes))
-  const evaluation = await evaluateModel(runtime.model, job.spec, runtime.heldOut)
+async function aggregate(ctx: JobContext, job: JobRow, base: RoundBase, primaries: AttemptRow[]): Promise<Aggregate> {
+  const result = await ctx.aggregator.aggregate(
+    {
+      jobId: job.id,
+      spec: job.spec,
+      base: base.checkpoint,
+      momentum: base.momentum,
+      updates: primaries.map((a) => ({ hash: a.output_hash!, examples: Number(a.examples) })),
+    },
+    (hash) => ctx.blobs.get(hash),
+  )
+  await ctx.blobs.put(result.checkpoint.bytes)
+  if (result.momentum) await ctx.blobs.put(result.momentum.bytes)
   const losses = primaries.map((a) => a.train_loss).filter((l): l is number => l !== null && Number.isFinite(Number(l))).map(Number)
-  return {
-    hash: next.hash,
-    units: primaries.length,
-    clipped,
-    trainLoss: losses.length ? losses.reduce((a, b) => a + b, 0) / losses.length : NaN,
-    heldOutLoss: evaluation.loss,
-    heldOutAccuracy: evaluation.accuracy,
-  }
+  return { ...result, units: primaries.length, trainLoss: losses.length ? losses.reduce((a, b) => a + b, 0) / losses.length : NaN }
 }
 
-/** The checkpoint round `round` is applied to: the initial weights, or the previous round's (possibly rebuilt) output. */
-async function baseOf(db: Queryable, job: JobRow, round: number): Promise<Hash> {
-  if (round === 0) return job.spec.model.initialWeights
-  const [previous] = await db.query<{ output_hash: Hash }>(`SELECT output_hash FROM rounds WHERE job_id = $1 AND round = $2`, [job.id, round - 1])
-  return previous!.output_hash
+interface RoundBase {
+  checkpoint: Hash
+  /** The outer optimizer's momentum after the previous round (null: none yet, or `average`). */
+  momentum: Hash | null
 }
 
-/** True when every unit of the round has an answer whose check (if it was sampled) has settled. */
+/** What round `round` is applied to: the initial weights, or the previous round's (possibly rebuilt) output. */
+async function baseOf(db: Queryable, job: JobRow, round: number): Promise<RoundBase> {
+  if (round === 0) return { checkpoint: job.spec.model.initialWeights, momentum: null }
+  const [previous] = await db.query<{ output_hash: Hash; momentum_hash: Hash | null }>(
+    `SELECT output_hash, momentum_hash FROM rounds WHERE job_id = $1 AND round = $2`,
+    [job.id, round - 1],
+  )
+  return { checkpoint: previous!.output_hash, momentum: previous!.momentum_hash ?? null }
+}
+
+/** True when every unit of a synchronous round has an answer whose check (if it was sampled) has settled. */
 async function roundReady(db: Queryable, job: JobRow, round: number): Promise<boolean> {
   const [row] = await db.query<{ ready: string }>(
     `SELECT count(*) AS ready FROM units
@@ -80,17 +77,56 @@ async function roundReady(db: Queryable, job: JobRow, round: number): Promise<bo
 }
 
 /**
- * Aggregates round `round` into the next checkpoint once every unit has an answer and every sampled check
- * has settled, so no output under check is ever averaged before its check. Idempotent and deterministic,
- * so a coordinator killed half-way redoes exactly the same work at its next start. True if it closed.
+ * The answers an asynchronous round would take in if it closed now, or null while it should wait: settled
+ * answers not yet averaged, of units at most S rounds old (an answer under check waits for its verdict), once
+ * there are at least max(K, live pool) of them. The live pool is every address holding a live primary lease
+ * or waiting with a settled answer: in steady state each contributor has done one unit per round, so a round
+ * lasts about one unit's time whatever the pool's size, and answers are at most about a round stale. A tab
+ * that vanished leaves the pool when its lease runs out.
  */
-export async function closeRound(ctx: JobContext, jobId: Hash, round: number): Promise<boolean> {
+async function asyncRoundIntake(ctx: JobContext, job: JobRow): Promise<AttemptRow[] | null> {
+  const ready = await ctx.db.query<AttemptRow>(
+    `SELECT a.* FROM units u JOIN attempts a ON a.lease_id = u.lease_id
+      WHERE u.job_id = $1 AND u.status = 'accepted' AND u.applied_round IS NULL AND u.round >= $2
+        AND (u.check_status IS NULL OR u.check_status = 'passed')
+        AND a.kind = 'primary' AND a.status = 'submitted' AND a.verdict IN ('unchecked', 'pending', 'passed')
+      ORDER BY u.round, u.unit`,
+    [job.id, job.round - maxStaleness(job.spec.training)],
+  )
+  if (ready.length < job.spec.training.unitsPerRound) return null
+  const live = await ctx.db.query<{ contributor: string }>(
+    `SELECT DISTINCT contributor FROM attempts WHERE job_id = $1 AND kind = 'primary' AND status = 'leased' AND expires_at > $2`,
+    [job.id, ctx.now()],
+  )
+  const pool = new Set([...live.map((l) => l.contributor), ...ready.map((a) => a.contributor)])
+  return ready.length >= Math.max(job.spec.training.unitsPerRound, pool.size) ? ready : null
+}
+
+/**
+ * Aggregates round `round` into the next checkpoint once it is complete: a synchronous round when every unit
+ * has an answer and every sampled check has settled; an asynchronous one when it holds enough settled
+ * answers (asyncRoundIntake). No output under check is ever averaged before its check. The answers taken in
+ * are recorded (units.applied_round) in the transaction that moves the job on, so a rebuild averages exactly
+ * them again. Idempotent and deterministic, so a coordinator killed half-way redoes exactly the same work at
+ * its next start. The computation runs on the aggregation thread, so leases and submissions are answered
+ * meanwhile (answers arriving during it wait for the next round). True if it closed.
+ */
+export async function closeRound(ctx: JobContext, jobId: Hash, which: number | 'current'): Promise<boolean> {
   const closed = await ctx.roundLock.run(jobId, async () => {
     const job = await jobRow(ctx.db, jobId)
+    const round = which === 'current' ? job.round : which
     if (job.round !== round || job.status !== 'active') return false
-    if (!(await roundReady(ctx.db, job, round))) return false
+    let primaries: AttemptRow[]
+    if (isAsynchronous(job.spec.training)) {
+      const intake = await asyncRoundIntake(ctx, job)
+      if (!intake) return false
+      primaries = intake
+    } else {
+      if (!(await roundReady(ctx.db, job, round))) return false
+      primaries = await averagedPrimaries(ctx.db, job, round)
+    }
     const base = await baseOf(ctx.db, job, round)
-    const next = await aggregate(ctx, job, round, base)
+    const next = await aggregate(ctx, job, base, primaries)
     const finished = round + 1 >= job.spec.training.rounds
     const moved = await ctx.db.transaction(async (tx) => {
       // The status is the owner's unless the job just finished: a pause or cancel that landed while this
@@ -98,13 +134,22 @@ export async function closeRound(ctx: JobContext, jobId: Hash, round: number): P
       const rows = await tx.query(
         `UPDATE jobs SET round = $2, checkpoint = $3, status = CASE WHEN $4::text = 'finished' THEN 'finished' ELSE status END, accepted_in_round = 0
           WHERE id = $1 AND round = $5 RETURNING id`,
-        [jobId, round + 1, next.hash, finished ? 'finished' : 'active', round],
+        [jobId, round + 1, next.checkpoint.hash, finished ? 'finished' : 'active', round],
       )
       if (rows.length === 0) return false // another coordinator process closed it first
+      const leases = primaries.map((a) => a.lease_id)
+      const applied = await tx.query(`UPDATE units SET applied_round = $2 WHERE lease_id = ANY($1::text[]) AND applied_round IS NULL RETURNING unit`, [
+        leases,
+        round,
+      ])
+      // Another process averaged one of these answers into its own close: this close must not count it twice.
+      // (A synchronous round's answers belong to it alone; the round guard above already settles that race.)
+      if (isAsynchronous(job.spec.training) && applied.length !== leases.length) throw new RoundRaceError(`round ${round} of job ${jobId}: an answer was taken in by another close`)
       await tx.query(
-        `INSERT INTO rounds (job_id, round, input_hash, base_hash, output_hash, closed_at, train_loss, held_out_loss, held_out_accuracy, units, clipped)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-        [jobId, round, job.checkpoint, base, next.hash, ctx.now(), next.trainLoss, next.heldOutLoss, next.heldOutAccuracy, next.units, next.clipped],
+        `INSERT INTO rounds (job_id, round, input_hash, base_hash, output_hash, closed_at, train_loss, held_out_loss, held_out_accuracy, units, clipped, momentum_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+        [jobId, round, job.checkpoint, base.checkpoint, next.checkpoint.hash, ctx.now(), next.trainLoss, next.heldOutLoss, next.heldOutAccuracy, next.units,
+          next.clipped, next.momentum?.hash ?? null],
       )
       if (!finished) {
         await tx.query(
@@ -121,9 +166,17 @@ export async function closeRound(ctx: JobContext, jobId: Hash, round: number): P
       )
     }
     return moved
+  }).catch((error: unknown) => {
+    if (error instanceof RoundRaceError) return false
+    throw error
   })
   ctx.events.emit('progress', jobId)
   return closed
+}
+
+/** Two coordinator processes closed the same answers at once; the transaction that lost rolls back. */
+class RoundRaceError extends Error {
+  override name = 'RoundRaceError'
 }
 
 /**
@@ -153,12 +206,13 @@ export async function rebuildDirtyRounds(ctx: JobContext, jobId: Hash): Promise<
       const [exists] = await ctx.db.query(`SELECT 1 FROM rounds WHERE job_id = $1 AND round = $2`, [jobId, round])
       if (!exists) break
       const base = await baseOf(ctx.db, job, round)
-      const next = await aggregate(ctx, job, round, base)
+      const next = await aggregate(ctx, job, base, await averagedPrimaries(ctx.db, job, round))
       await ctx.db.query(
         `UPDATE rounds SET base_hash = $3, output_hash = $4, train_loss = $5, held_out_loss = $6, held_out_accuracy = $7, units = $8,
-                clipped = $9, rebuilds = rebuilds + 1, rebuilt_at = $10, dirty = false
+                clipped = $9, rebuilds = rebuilds + 1, rebuilt_at = $10, dirty = false, momentum_hash = $11
           WHERE job_id = $1 AND round = $2`,
-        [jobId, round, base, next.hash, next.trainLoss, next.heldOutLoss, next.heldOutAccuracy, next.units, next.clipped, ctx.now()],
+        [jobId, round, base.checkpoint, next.checkpoint.hash, next.trainLoss, next.heldOutLoss, next.heldOutAccuracy, next.units, next.clipped, ctx.now(),
+          next.momentum?.hash ?? null],
       )
       rounds.push(round)
     }

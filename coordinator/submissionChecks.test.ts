@@ -73,7 +73,8 @@ async function factsFor(options: Omit<Parameters<typeof makeSubmission>[0], 'lea
     update,
     signer: await recoverClaimSigner(signed, TEST_DOMAIN),
     attempt: attemptRow(),
-    job: { id: JOB, round: ROUND, checkpoint: CHECKPOINT },
+    job: { id: JOB, round: ROUND, checkpoint: CHECKPOINT, status: 'active' },
+    maxStaleness: 0,
     shapes: SHAPES,
     now: NOW,
   }
@@ -189,6 +190,21 @@ describe('checkSubmission', () => {
       expect(answer.message).toBe(`the claim is for round ${ROUND}, the job is at round ${ROUND + 1}`)
     })
 
+    it('an asynchronous job takes an answer up to maxStaleness rounds old, and no older', () => {
+      const behind = (rounds: number, maxStaleness: number) => ({ ...valid, maxStaleness, job: { ...valid.job, round: ROUND + rounds } })
+      expect(checkSubmission(behind(1, 1)).outputHash).toBe(valid.signed.claim.outputHash)
+      expect(checkSubmission(behind(2, 2)).outputHash).toBe(valid.signed.claim.outputHash)
+      const answer = refusal(behind(3, 2))
+      expect(answer).toMatchObject({ code: 'stale_round', status: 409 })
+      expect(answer.message).toBe(`the claim is for round ${ROUND}, the job is at round ${ROUND + 3} and averages answers at most 2 round(s) old`)
+    })
+
+    it('stale_round: a finished job takes no more answers, however recent', () => {
+      const answer = refusal({ ...valid, maxStaleness: 4, job: { ...valid.job, round: ROUND + 1, status: 'finished' } })
+      expect(answer).toMatchObject({ code: 'stale_round', status: 409 })
+      expect(answer.message).toContain('the job has finished')
+    })
+
     it('lease_expired: past its expiry', () => {
       const answer = refusal({ ...valid, now: EXPIRES_AT + 1 })
       expect(answer).toMatchObject({ code: 'lease_expired', status: 410 })
@@ -210,8 +226,8 @@ describe('checkSubmission', () => {
       expect(answer.message).toContain('revoked')
     })
 
-    it("wrong_input: the claim's input is not the round's checkpoint", () => {
-      const answer = refusal({ ...valid, job: { ...valid.job, checkpoint: OTHER_CHECKPOINT } })
+    it("wrong_input: the claim's input is not the checkpoint its lease was issued with", () => {
+      const answer = refusal({ ...valid, attempt: attemptRow({ input_hash: OTHER_CHECKPOINT }) })
       expect(answer).toMatchObject({ code: 'wrong_input', status: 409 })
       expect(answer.message).toContain(CHECKPOINT)
       expect(answer.message).toContain(OTHER_CHECKPOINT)
@@ -261,7 +277,7 @@ describe('checkSubmission', () => {
       ['already_submitted', (f) => ({ ...f, attempt: { ...f.attempt!, status: 'submitted' } })],
       ['stale_round', (f) => ({ ...f, job: { ...f.job, round: ROUND + 1 } })],
       ['lease_expired', (f) => ({ ...f, now: EXPIRES_AT + 60_000 })],
-      ['wrong_input', (f) => ({ ...f, job: { ...f.job, checkpoint: OTHER_CHECKPOINT } })],
+      ['wrong_input', (f) => ({ ...f, attempt: { ...f.attempt!, input_hash: OTHER_CHECKPOINT } })],
       ['hash_mismatch', (f) => ({ ...f, update: flipLast(f.update) })],
       ['malformed_submission', (f) => ({ ...f, signed: notTensors.signed, update: notTensors.update })],
       ['wrong_shapes', (f) => ({ ...f, shapes: [[4], [2]] })],
@@ -290,17 +306,17 @@ describe('checkSubmission', () => {
     })
 
     it('an expired lease whose claim also has a wrong input hash says lease_expired: the cause the contributor can act on', () => {
-      const answer = refusal({ ...valid, now: EXPIRES_AT + 1, job: { ...valid.job, checkpoint: OTHER_CHECKPOINT } })
+      const answer = refusal({ ...valid, now: EXPIRES_AT + 1, attempt: attemptRow({ input_hash: OTHER_CHECKPOINT }) })
       expect(answer.code).toBe('lease_expired')
     })
 
     it("a claim for a round that closed says stale_round, not wrong_input (the old round's checkpoint is no longer current)", () => {
-      const answer = refusal({ ...valid, job: { id: JOB, round: ROUND + 1, checkpoint: OTHER_CHECKPOINT } })
+      const answer = refusal({ ...valid, job: { ...valid.job, round: ROUND + 1, checkpoint: OTHER_CHECKPOINT } })
       expect(answer.code).toBe('stale_round')
     })
 
     it('a replayed submission says already_submitted, even after its round closed and its lease ran out', () => {
-      const answer = refusal({ ...valid, attempt: attemptRow({ status: 'submitted' }), job: { id: JOB, round: ROUND + 1, checkpoint: OTHER_CHECKPOINT }, now: EXPIRES_AT + 1 })
+      const answer = refusal({ ...valid, attempt: attemptRow({ status: 'submitted' }), job: { ...valid.job, round: ROUND + 1, checkpoint: OTHER_CHECKPOINT }, now: EXPIRES_AT + 1 })
       expect(answer.code).toBe('already_submitted')
     })
 

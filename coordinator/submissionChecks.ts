@@ -1,13 +1,14 @@
 import type { Address } from 'viem'
 import {
-  TensorBytesError,
-  decodeTensorList,
+  UpdateCodecError,
+  decodeUpdate,
   findNonFinite,
   sameShapes,
   sha256Hex,
   type Hash,
   type SubmissionHeader,
   type TensorList,
+  type UpdateCompression,
 } from '../src/protocol/index.ts'
 import { CoordinatorError } from './errors.ts'
 import type { AttemptRow, JobRow } from './rows.ts'
@@ -21,9 +22,13 @@ export interface SubmissionFacts {
   signer: Address | null
   /** The lease's attempt row, null when no such lease was ever issued. */
   attempt: AttemptRow | null
-  job: Pick<JobRow, 'id' | 'round' | 'checkpoint'>
+  job: Pick<JobRow, 'id' | 'round' | 'checkpoint' | 'status'>
+  /** S of the job (`maxStaleness`): how many rounds behind the job's an answer's round may be. */
+  maxStaleness: number
   /** The model's tensor shapes, which every update must have. */
   shapes: readonly (readonly number[])[]
+  /** How the job's updates travel (`training.compression`); absent: float32 tensor bytes. */
+  compression?: UpdateCompression
   now: number
 }
 
@@ -65,8 +70,14 @@ export function checkSubmission(facts: SubmissionFacts): CheckedSubmission {
   if (attempt.status === 'submitted' || attempt.status === 'late') {
     throw new CoordinatorError('already_submitted', `round ${attempt.round} unit ${attempt.unit} already has an answer for this lease (replayed claim)`)
   }
-  if (job.round !== claim.round) {
-    throw new CoordinatorError('stale_round', `the claim is for round ${claim.round}, the job is at round ${job.round}`)
+  if (job.round - claim.round > facts.maxStaleness || job.status === 'finished') {
+    throw new CoordinatorError(
+      'stale_round',
+      job.status === 'finished'
+        ? `the claim is for round ${claim.round}, and the job has finished`
+        : `the claim is for round ${claim.round}, the job is at round ${job.round}` +
+          (facts.maxStaleness ? ` and averages answers at most ${facts.maxStaleness} round(s) old` : ''),
+    )
   }
   if (attempt.status === 'released') {
     throw new CoordinatorError('lease_expired', `lease ${leaseId} was handed back by its holder; the unit went back to the queue`)
@@ -80,8 +91,10 @@ export function checkSubmission(facts: SubmissionFacts): CheckedSubmission {
       `lease ${leaseId} expired at ${new Date(Number(attempt.expires_at)).toISOString()}; the unit went back to the queue`,
     )
   }
-  if (claim.inputHash !== job.checkpoint) {
-    throw new CoordinatorError('wrong_input', `the claim's input hash ${claim.inputHash} is not round ${job.round}'s checkpoint ${job.checkpoint}`)
+  // The checkpoint the lease was issued with: the round's (a synchronous round's units all start from
+  // job.checkpoint) or, for a check of an earlier round's unit, that round's.
+  if (claim.inputHash !== attempt.input_hash) {
+    throw new CoordinatorError('wrong_input', `the claim's input hash ${claim.inputHash} is not round ${attempt.round}'s checkpoint ${attempt.input_hash}`)
   }
   const outputHash = sha256Hex(facts.update)
   if (outputHash !== claim.outputHash) {
@@ -89,10 +102,12 @@ export function checkSubmission(facts: SubmissionFacts): CheckedSubmission {
   }
   let tensors: TensorList
   try {
-    tensors = decodeTensorList(facts.update)
+    tensors = decodeUpdate(facts.compression, facts.update)
   } catch (error) {
-    if (error instanceof TensorBytesError) throw new CoordinatorError('malformed_submission', `update: ${error.message}`)
-    throw error
+    if (!(error instanceof UpdateCodecError)) throw error
+    // A NaN or infinite int8 scale is a non-finite update like a NaN float32 value, not a framing error.
+    if (error.code === 'non_finite_scale') throw new CoordinatorError('non_finite_update', `update: ${error.message}`)
+    throw new CoordinatorError('malformed_submission', `update: ${error.message}`)
   }
   if (!sameShapes(tensors.shapes, facts.shapes)) {
     throw new CoordinatorError('wrong_shapes', `update shapes ${JSON.stringify(tensors.shapes)} differ from the model's ${JSON.stringify(facts.shapes)}`)

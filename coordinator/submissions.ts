@@ -1,6 +1,8 @@
 import {
   decodeSubmission,
   examplesPerUnit,
+  isAsynchronous,
+  maxStaleness,
   recoverClaimSigner,
   SubmissionFormatError,
   workClaimDigest,
@@ -43,8 +45,10 @@ export async function submitAnswer(ctx: JobContext, leaseId: string, body: Uint8
       update,
       signer,
       attempt,
-      job: job ?? { id: signed.claim.jobId, round: signed.claim.round, checkpoint: signed.claim.inputHash },
+      job: job ?? { id: signed.claim.jobId, round: signed.claim.round, checkpoint: signed.claim.inputHash, status: 'active' },
+      maxStaleness: job ? maxStaleness(job.spec.training) : 0,
       shapes: runtime?.shapes ?? [],
+      compression: job?.spec.training.compression,
       now: ctx.now(),
     })
   } catch (error) {
@@ -86,11 +90,12 @@ export async function submitAnswer(ctx: JobContext, leaseId: string, body: Uint8
       if (units.length === 0) throw new CoordinatorError('lease_expired', `lease ${leaseId} no longer holds its unit; the unit went back to the queue`)
       // The job row's counter (read by the payment summary) doubles as the guard that the round is still
       // the current one: its row lock orders this accept against a concurrent close.
-      const [counter] = await tx.query(`UPDATE jobs SET accepted_in_round = accepted_in_round + 1 WHERE id = $1 AND round = $2 RETURNING id`, [
-        job!.id,
-        job!.round,
-      ])
-      if (!counter) throw new CoordinatorError('stale_round', `round ${job!.round} closed while this claim was being recorded`)
+      // An asynchronous job's guard is the staleness bound instead: the answer must still be averageable.
+      const [counter] = await tx.query(
+        `UPDATE jobs SET accepted_in_round = accepted_in_round + 1 WHERE id = $1 AND round <= $2::int + $3::int AND status <> 'finished' RETURNING id`,
+        [job!.id, claim.round, maxStaleness(spec.training)],
+      )
+      if (!counter) throw new CoordinatorError('stale_round', `round ${claim.round} fell too far behind while this claim was being recorded`)
     }
     await recordReputation(tx, claim.contributor, 'accepted', now)
     return true
@@ -104,7 +109,14 @@ export async function submitAnswer(ctx: JobContext, leaseId: string, body: Uint8
   if (!isPrimary) await settlePeerCheck(ctx, after)
   else if (decision === 'referee') void runReferee(ctx, job!.id, claim.round, claim.unit)
   // The check's settlement may already have closed the round; either way the answer closed it.
-  const roundClosed = (await closeRound(ctx, job!.id, claim.round)) || (await jobRow(db, job!.id)).round > claim.round
+  if (isAsynchronous(spec.training) && ctx.roundLock.busy(job!.id)) {
+    // A close (or rebuild) is under way: this answer waits for the next round. The contributor is answered
+    // now rather than after the close, and the close is tried again behind the running one.
+    void closeRound(ctx, job!.id, 'current').catch((error: unknown) => ctx.log(`closing after a submission failed: ${String(error)}`))
+    return { accepted: true, round: claim.round, unit: claim.unit, roundClosed: false }
+  }
+  const roundClosed = (await closeRound(ctx, job!.id, isAsynchronous(spec.training) ? 'current' : claim.round)) ||
+    (await jobRow(db, job!.id)).round > claim.round
   return { accepted: true, round: claim.round, unit: claim.unit, roundClosed }
 }
 

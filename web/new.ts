@@ -48,6 +48,7 @@ function renderHyperparameters() {
         control.step = field.kind === 'integer' ? '1' : 'any'
         if (field.min !== undefined) control.min = String(field.min)
         if (field.max !== undefined) control.max = String(field.max)
+        if (field.placeholder) control.placeholder = field.placeholder
       }
       control.id = `hp-${field.key}`
       control.name = field.key
@@ -65,7 +66,8 @@ function renderHyperparameters() {
 function fillTraining(values: Partial<Record<TrainingKey, string | number>>) {
   for (const field of HYPERPARAMETERS) {
     const value = values[field.key]
-    if (value !== undefined) ($(`hp-${field.key}`) as HTMLInputElement | HTMLSelectElement).value = String(value)
+    // An optional field the new defaults leave out is emptied, so it does not keep another preset's value.
+    if (value !== undefined || field.optional) ($(`hp-${field.key}`) as HTMLInputElement | HTMLSelectElement).value = value === undefined ? '' : String(value)
   }
 }
 

@@ -1,6 +1,6 @@
 import { formatUnits, getAddress, type Address, type Hex, type PublicClient } from 'viem'
 import { jobEscrowAbi } from '../../contracts/generated/index.ts'
-import type { ChainInfo, Hash, JobPayment, JobSpec, PaymentTerms } from '../../src/protocol/index.ts'
+import { isAsynchronous, type ChainInfo, type Hash, type JobPayment, type JobSpec, type PaymentTerms } from '../../src/protocol/index.ts'
 import type { Database, Queryable } from '../db.ts'
 import type { JobPayments } from '../jobs.ts'
 import { PAYABLE, type FundedJob } from './earnings.ts'
@@ -205,8 +205,12 @@ export class EscrowWatcher implements JobPayments {
     const budget = budgetCap ?? BigInt(payment.budget)
     if (state.deposited < budget) return `waiting for the requester's escrow deposit (${fmt(state.deposited)} of ${fmt(budget)} deposited)`
     const spendable = budgetCap !== null && budgetCap < state.deposited ? budgetCap : state.deposited
-    // A round needs all K of its units, so a round is started only if the escrow pays for the whole of it.
-    const neededThroughRound = BigInt(job.round + 1) * BigInt(job.spec.training.unitsPerRound) * BigInt(payment.pricePerUnit)
+    // A synchronous round needs all K of its units, so a round is started only if the escrow pays for the
+    // whole of it. An asynchronous job has no fixed round size: a unit is issued only if the escrow pays for
+    // what is owed, every lease still out (each may become a payable answer) and this one.
+    const neededThroughRound = isAsynchronous(job.spec.training)
+      ? (await this.obligations(job.id, payment, state)).payable + BigInt((await workInFlight(this.options.db, job.id, (this.options.now ?? Date.now)())).leases + 1) * BigInt(payment.pricePerUnit)
+      : BigInt(job.round + 1) * BigInt(job.spec.training.unitsPerRound) * BigInt(payment.pricePerUnit)
     if (neededThroughRound > spendable) {
       return budgetCap !== null && budgetCap < state.deposited
         ? `the owner's budget (${fmt(budgetCap)}) cannot pay for round ${job.round}; waiting for the owner to raise it`

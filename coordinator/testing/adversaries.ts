@@ -1,7 +1,7 @@
 import type { Hex } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { CoordinatorClient } from '../../src/client/coordinatorClient.ts'
-import { decodeTensorList, encodeTensorList, hashTensorList, seededU32Stream, sha256Hex, type Hash, type JobSpec, type TensorList, type WorkUnit } from '../../src/protocol/index.ts'
+import { decodeUpdate, encodeTensorList, encodeUpdate, seededU32Stream, sha256Hex, type UpdateCompression, type Hash, type JobSpec, type TensorList, type WorkUnit } from '../../src/protocol/index.ts'
 import { KERNEL_BUNDLE } from '../../src/kernels/config.ts'
 import { memoryCached } from '../../src/worker/blobSource.ts'
 import { useCpuKernelsFor } from '../../src/worker/cpuKernels.ts'
@@ -35,9 +35,10 @@ function colludersLie(update: TensorList, unit: WorkUnit): TensorList {
   return { shapes: update.shapes, values: update.values.map((v) => Float32Array.from(v, (x) => x * (1 + (next() % 1000) / 1000))) }
 }
 
-function relabel(output: UnitOutput, update: TensorList): UnitOutput {
-  const { bytes, hash } = hashTensorList(update)
-  return { ...output, updateBytes: bytes, outputHash: hash }
+/** The lie, encoded as the job sends updates (int8 or float32), so only its content gives it away. */
+function relabel(output: UnitOutput, update: TensorList, compression: UpdateCompression): UnitOutput {
+  const bytes = encodeUpdate(compression, update)
+  return { ...output, updateBytes: bytes, outputHash: sha256Hex(bytes) }
 }
 
 export interface LiarStats {
@@ -77,21 +78,21 @@ export function createAdversary(params: {
   const tell = async (spec: JobSpec, unit: WorkUnit): Promise<UnitOutput> => {
     const output = await honest(spec, unit)
     stats.units += 1
-    const update = decodeTensorList(output.updateBytes)
+    const update = decodeUpdate(spec.training.compression, output.updateBytes)
     switch (params.kind) {
       case 'honest':
         return output
       case 'scaled':
         stats.lies += 1
-        return relabel(output, scale(update, 100))
+        return relabel(output, scale(update, 100), spec.training.compression)
       case 'zero':
         stats.lies += 1
-        return relabel(output, scale(update, 0))
+        return relabel(output, scale(update, 0), spec.training.compression)
       case 'random': {
         stats.lies += 1
         const next = seededU32Stream(`noise/${account.address}/${unit.round}/${unit.unit}`)
         const size = update.values.reduce((m, v) => Math.max(m, ...v.map(Math.abs)), 0)
-        return relabel(output, { shapes: update.shapes, values: update.values.map((v) => Float32Array.from(v, () => ((next() / 2 ** 32) * 2 - 1) * size)) })
+        return relabel(output, { shapes: update.shapes, values: update.values.map((v) => Float32Array.from(v, () => ((next() / 2 ** 32) * 2 - 1) * size)) }, spec.training.compression)
       }
       case 'stale': {
         const progress = await client.progress(unit.jobId)
@@ -122,7 +123,7 @@ export function createAdversary(params: {
         // One unit in twenty, starting with its second, so that a short run sees it cheat at least once.
         if (stats.units % 20 !== 2) return output
         stats.lies += 1
-        return relabel(output, scale(update, 0))
+        return relabel(output, scale(update, 0), spec.training.compression)
       }
       case 'copying-checker': {
         const record = await client.unit(unit.jobId, unit.round, unit.unit).catch(() => null)
@@ -136,7 +137,7 @@ export function createAdversary(params: {
       }
       case 'colluder':
         stats.lies += 1
-        return relabel(output, colludersLie(update, unit))
+        return relabel(output, colludersLie(update, unit), spec.training.compression)
     }
   }
   const scheduler = new Scheduler({

@@ -1,7 +1,8 @@
 import {
   compareAnswers,
   comparisonRule,
-  decodeTensorList,
+  decodeUpdate,
+  isAsynchronous,
   verificationPolicy,
   type Hash,
   type JobSpec,
@@ -34,22 +35,23 @@ async function unitRow(db: Queryable, jobId: Hash, round: number, unit: number):
 /** Each unit the referee is computing, so one unit is never computed twice at once in this process. */
 const running = new WeakMap<JobContext, Set<string>>()
 
-function answer(ctx: JobContext, hash: Hash, deviceClass: string) {
-  let decoded: ReturnType<typeof decodeTensorList> | null = null
+/** An answer as compareAnswers reads it, decoded as the job's updates travel (float32 or int8). */
+function answer(ctx: JobContext, spec: JobSpec, hash: Hash, deviceClass: string) {
+  let decoded: ReturnType<typeof decodeUpdate> | null = null
   return {
     hash,
     deviceClass,
     bytes: () => ctx.blobs.get(hash),
     preload: async () => {
-      decoded = decodeTensorList(await ctx.blobs.get(hash))
+      decoded = decodeUpdate(spec.training.compression, await ctx.blobs.get(hash))
     },
     update: () => decoded!,
   }
 }
 
 async function agreement(ctx: JobContext, spec: JobSpec, a: { hash: Hash; deviceClass: string }, b: { hash: Hash; deviceClass: string }) {
-  const x = answer(ctx, a.hash, a.deviceClass)
-  const y = answer(ctx, b.hash, b.deviceClass)
+  const x = answer(ctx, spec, a.hash, a.deviceClass)
+  const y = answer(ctx, spec, b.hash, b.deviceClass)
   if (a.hash !== b.hash) await Promise.all([x.preload(), y.preload()])
   return compareAnswers({ kernelBundle: spec.kernelBundle, tolerance: verificationPolicy(spec).crossClassTolerance, a: x, b: y })
 }
@@ -239,7 +241,9 @@ export async function judgeAlone(ctx: JobContext, attempt: AttemptRow): Promise<
 async function afterSettlement(ctx: JobContext, job: JobRow, round: number): Promise<void> {
   await rebuildDirtyRounds(ctx, job.id)
   const current = await jobRow(ctx.db, job.id)
-  if (current.round === round) await closeRound(ctx, job.id, round)
+  // An asynchronous job averages a settled answer into whichever round is open now.
+  if (isAsynchronous(current.spec.training)) await closeRound(ctx, job.id, 'current')
+  else if (current.round === round) await closeRound(ctx, job.id, round)
   else ctx.events.emit('progress', job.id)
 }
 

@@ -21,14 +21,19 @@ export async function settleInconclusive(ctx: JobContext, attempt: AttemptRow, r
     const reopened = await tx.query<{ job_id: Hash }>(
       `UPDATE units u SET status = 'open', lease_id = NULL, leased_to = NULL, lease_expires_at = NULL, output_hash = NULL,
               check_kind = NULL, check_status = NULL, check_wanted_at = NULL, referee_hash = NULL, check_class = NULL, referee_class = NULL
-         FROM jobs j WHERE u.lease_id = $1 AND j.id = u.job_id AND j.round = u.round RETURNING u.job_id`,
+         FROM jobs j WHERE u.lease_id = $1 AND j.id = u.job_id AND u.applied_round IS NULL
+          AND (j.round = u.round OR coalesce((j.spec->'training'->>'maxStaleness')::int, 0) > 0) RETURNING u.job_id`,
       [attempt.lease_id],
     )
     if (reopened.length) {
       await tx.query(`UPDATE jobs SET accepted_in_round = greatest(0, accepted_in_round - 1) WHERE id = $1`, [attempt.job_id])
     } else {
       await tx.query(`UPDATE units SET check_status = NULL WHERE lease_id = $1`, [attempt.lease_id])
-      await tx.query(`UPDATE rounds SET dirty = true WHERE job_id = $1 AND round = $2`, [attempt.job_id, attempt.round])
+      // The round that averaged it: its own (synchronous) or the one open when it settled (asynchronous).
+      await tx.query(
+        `UPDATE rounds SET dirty = true WHERE job_id = $1 AND round = coalesce((SELECT applied_round FROM units WHERE lease_id = $3), $2)`,
+        [attempt.job_id, attempt.round, attempt.lease_id],
+      )
     }
     return attempt.job_id
   })
@@ -68,14 +73,15 @@ export async function convict(ctx: JobContext, attempt: AttemptRow, reason: stri
       [contributor],
     )
     const removed = [attempt.lease_id, ...dropped.filter((d) => d.kind === 'primary').map((d) => d.lease_id), ...revoked.map((r) => r.lease_id)]
-    // Units of current rounds whose primary is gone open again for someone else; their pending checks
+    // Units not yet averaged whose primary is gone open again for someone else; their pending checks
     // (answers of other addresses compared with nothing now) are judged alone by the referee.
     const orphaned: AttemptRow[] = []
     const reopened = await tx.query<{ job_id: Hash; round: number; unit: number; was_accepted: boolean }>(
       `UPDATE units u SET status = 'open', lease_id = NULL, leased_to = NULL, lease_expires_at = NULL, output_hash = NULL,
               check_kind = NULL, check_status = NULL, check_wanted_at = NULL, referee_hash = NULL, check_class = NULL, referee_class = NULL
          FROM jobs j, (SELECT lease_id, status = 'accepted' AS was_accepted FROM units WHERE lease_id = ANY($1::text[])) prev
-        WHERE u.lease_id = prev.lease_id AND j.id = u.job_id AND j.round = u.round
+        WHERE u.lease_id = prev.lease_id AND j.id = u.job_id AND u.applied_round IS NULL
+          AND (j.round = u.round OR coalesce((j.spec->'training'->>'maxStaleness')::int, 0) > 0)
         RETURNING u.job_id, u.round, u.unit, prev.was_accepted`,
       [removed],
     )
@@ -89,8 +95,8 @@ export async function convict(ctx: JobContext, attempt: AttemptRow, reason: stri
     }
     // Closed rounds that averaged a removed primary are rebuilt without it.
     const dirty = await tx.query<{ job_id: Hash }>(
-      `UPDATE rounds r SET dirty = true FROM attempts a
-        WHERE a.lease_id = ANY($1::text[]) AND a.kind = 'primary' AND r.job_id = a.job_id AND r.round = a.round
+      `UPDATE rounds r SET dirty = true FROM attempts a LEFT JOIN units u ON u.lease_id = a.lease_id
+        WHERE a.lease_id = ANY($1::text[]) AND a.kind = 'primary' AND r.job_id = a.job_id AND r.round = coalesce(u.applied_round, a.round)
         RETURNING r.job_id`,
       [removed],
     )

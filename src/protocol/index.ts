@@ -1,6 +1,7 @@
 export * from './hash.ts'
 export * from './canonicalJson.ts'
 export * from './tensorBytes.ts'
+export * from './updateCodec.ts'
 export * from './jobSpec.ts'
 export * from './jobDraft.ts'
 export * from './presetCatalog.ts'

@@ -30,7 +30,16 @@ describe('job drafts', () => {
     expect(issues.some((i) => i.startsWith('data: ') && i.includes('labelColum'))).toBe(true)
   })
 
-  it('has one line of help per hyperparameter and defaults that are valid drafts', () => {
+  it('accepts the outer Nesterov optimizer and its momentum, and refuses a momentum of 1 or more', () => {
+    const draft = parseJobDraft({ preset: 'mnist-mlp', name: 'digits', kernelBundle: 'default', training: { outerOptimizer: 'nesterov', outerLearningRate: 0.4, outerMomentum: 0.8 }, payment })
+    expect(draft.ok && draft.draft.training).toEqual({ outerOptimizer: 'nesterov', outerLearningRate: 0.4, outerMomentum: 0.8 })
+    const diverging = parseJobDraft({ preset: 'mnist-mlp', name: 'digits', kernelBundle: 'default', training: { outerOptimizer: 'nesterov', outerMomentum: 1 }, payment })
+    expect(diverging.ok ? [] : diverging.issues).toEqual([expect.stringMatching(/^training\.outerMomentum: /)])
+  })
+
+  it('has one line of help per hyperparameter, optional ones included, and defaults that are valid drafts', () => {
+    for (const key of ['outerMomentum', 'maxStaleness', 'maxInnerSteps', 'compression'] as const) expect(TRAINING_HELP[key].length).toBeGreaterThan(20)
+
     for (const preset of PRESETS) {
       for (const key of Object.keys(preset.training)) expect(TRAINING_HELP[key as keyof typeof TRAINING_HELP]).toBeTruthy()
       expect(parseJobDraft({ preset: preset.id, name: preset.title, kernelBundle: 'default', training: preset.training, payment }).ok).toBe(true)

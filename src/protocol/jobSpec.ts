@@ -177,6 +177,16 @@ export function jobSpecHash(spec: JobSpec): Hash {
   return canonicalJsonHash(spec)
 }
 
+/** S: how many rounds an answer may lag behind the round it is averaged into (0: synchronous rounds). */
+export function maxStaleness(training: TrainingConfig): number {
+  return training.maxStaleness ?? 0
+}
+
+/** True for a job whose rounds follow the live contributor pool (see `maxStaleness` in the schema). */
+export function isAsynchronous(training: TrainingConfig): boolean {
+  return maxStaleness(training) > 0
+}
+
 /** Examples one unit trains on: H steps of B examples. Updates are averaged weighted by this. */
 export function examplesPerUnit(training: TrainingConfig): number {
   return training.innerSteps * training.batchSize

@@ -18,6 +18,11 @@ import { hashSchema, type Hash } from './hash.ts'
  * share leaves the contributor's reward only with the contributor's own consent: neither the host page nor
  * anyone between the tab and the coordinator can add or swap it. The zero address means no referrer, and a
  * request that leaves the field out is signed and checked with the zero address.
+ *
+ * `innerSteps` is the H the contributor asks for, sized to its device (src/worker/unitSizing.ts). The
+ * coordinator clamps it to the job's [innerSteps, maxInnerSteps] and pay follows the examples trained, so
+ * it is signed like the rest: nobody between the tab and the coordinator can inflate a unit. 0, or a
+ * request that leaves the field out, asks for the job's own H.
  */
 export const leaseRequestTypes = {
   LeaseRequest: [
@@ -27,6 +32,7 @@ export const leaseRequestTypes = {
     { name: 'issuedAt', type: 'uint64' },
     { name: 'audience', type: 'string' },
     { name: 'referrer', type: 'address' },
+    { name: 'innerSteps', type: 'uint32' },
   ],
 } as const
 
@@ -44,6 +50,8 @@ export const leaseRequestSchema = z.object({
   audience: z.string().min(1).max(100),
   /** Omitted or the zero address: no referrer. */
   referrer: addressSchema.optional(),
+  /** Omitted or 0: the job's H (`training.innerSteps`). */
+  innerSteps: z.number().int().min(0).max(0xffff_ffff).optional(),
 })
 export type LeaseRequest = z.infer<typeof leaseRequestSchema>
 
@@ -56,7 +64,7 @@ function typedData(request: LeaseRequest, domain: ClaimDomainParams) {
     domain: claimDomain(domain),
     types: leaseRequestTypes,
     primaryType: 'LeaseRequest',
-    message: { ...request, issuedAt: BigInt(request.issuedAt), referrer: request.referrer ?? zeroAddress },
+    message: { ...request, issuedAt: BigInt(request.issuedAt), referrer: request.referrer ?? zeroAddress, innerSteps: request.innerSteps ?? 0 },
   } as const
 }
 
@@ -79,7 +87,7 @@ function randomNonce(): Hash {
 /** Signs a fresh lease request for `jobId` at time `now` (ms since the epoch). */
 export async function signLeaseRequest(
   signer: LeaseRequestSigner,
-  params: { jobId: Hash; audience: string; domain: ClaimDomainParams; now?: number; nonce?: Hash; referrer?: Address | null },
+  params: { jobId: Hash; audience: string; domain: ClaimDomainParams; now?: number; nonce?: Hash; referrer?: Address | null; innerSteps?: number | null },
 ): Promise<SignedLeaseRequest> {
   const request: LeaseRequest = {
     jobId: params.jobId,
@@ -88,6 +96,7 @@ export async function signLeaseRequest(
     issuedAt: Math.floor(params.now ?? Date.now()),
     audience: params.audience,
     ...(params.referrer && params.referrer !== zeroAddress ? { referrer: getAddress(params.referrer) } : {}),
+    ...(params.innerSteps ? { innerSteps: params.innerSteps } : {}),
   }
   const signature = await signer.signTypedData(typedData(request, params.domain))
   return { request, signature }
@@ -105,4 +114,9 @@ export async function recoverLeaseRequestSigner(signed: SignedLeaseRequest, doma
 /** The referrer a verified request names, or null for none (left out or the zero address). */
 export function referrerOf(request: LeaseRequest): Address | null {
   return request.referrer && request.referrer !== zeroAddress ? request.referrer : null
+}
+
+/** The H a verified request asks for, or null for the job's own (left out or 0). */
+export function requestedInnerSteps(request: LeaseRequest): number | null {
+  return request.innerSteps ? request.innerSteps : null
 }

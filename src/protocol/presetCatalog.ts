@@ -18,9 +18,15 @@ export const TRAINING_HELP: Record<keyof TrainingConfig, string> = {
   innerSteps: 'Optimizer steps a contributor runs per unit (H); more steps mean less traffic per example but staler averages.',
   unitsPerRound: 'Accepted units averaged into each new checkpoint (K); more units per round use more tabs at once.',
   rounds: 'Rounds after which the job is finished; the job costs about rounds × units per round × price per unit, plus checks.',
-  outerOptimizer: 'How a round applies its averaged update; "average" adds outer learning rate × the mean update.',
-  outerLearningRate: 'Scale of the averaged update applied each round; 1 takes the mean update as it is.',
+  outerOptimizer:
+    'How a round applies its averaged update: "average" adds outer learning rate × the mean update; "nesterov" (DiLoCo) treats the mean update as a gradient and keeps momentum across rounds.',
+  outerLearningRate: 'Scale of the averaged update applied each round; with "average", 1 takes the mean update as it is.',
+  outerMomentum: 'Momentum of the "nesterov" outer optimizer (0.9 when empty): how much of earlier rounds\' updates each round carries on.',
   leaseTtlSeconds: 'Seconds a contributor has to return a unit before it is offered to someone else.',
+  maxStaleness:
+    'Rounds an update may lag behind the newest checkpoint; 1 or more makes rounds asynchronous so every live tab gets work, 0 or empty keeps rounds of exactly K units.',
+  maxInnerSteps: 'Most steps per unit a tab may choose when it sizes units to its device; empty: every unit runs exactly H steps.',
+  compression: 'How updates travel: empty sends float32; int8 sends one byte per weight plus a scale per block, about 4× less traffic.',
 }
 
 /** What each bundle costs, for the page. */

@@ -8,8 +8,23 @@ export const workUnitSchema = z.object({
   unit: z.number().int().min(0),
   /** C_r: the checkpoint every unit of this round starts from. */
   inputHash: hashSchema,
+  /**
+   * H, the inner steps of this unit (it trains on H × batchSize examples), when the coordinator sized it to
+   * the contributor's request; absent: the job's `training.innerSteps`. A check of the unit gets the same H.
+   */
+  innerSteps: z.number().int().min(1).max(10_000).optional(),
 })
 export type WorkUnit = z.infer<typeof workUnitSchema>
+
+/** H of `unit`: the one it was issued with, else the job's. */
+export function unitInnerSteps(unit: Pick<WorkUnit, 'innerSteps'>, training: { innerSteps: number }): number {
+  return unit.innerSteps ?? training.innerSteps
+}
+
+/** Examples `unit` trains on: its H times the job's batch size. Pay and averaging weights follow it. */
+export function unitExamples(unit: Pick<WorkUnit, 'innerSteps'>, training: { innerSteps: number; batchSize: number }): number {
+  return unitInnerSteps(unit, training) * training.batchSize
+}
 
 export const leaseSchema = z.object({
   id: z.string().min(1).max(100),

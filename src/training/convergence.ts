@@ -13,7 +13,7 @@
  */
 import type { LabelledSet } from '../data/idx.ts'
 import { activateKernelBundle, configureTfjsWebgpu, deactivateKernelBundles, EXACT_KERNEL_BUNDLE, KERNEL_BUNDLE } from '../kernels/config.ts'
-import { decodeTensorList, hashTensorList, jobSpecHash, parseJobSpec, type Hash, type JobSpec } from '../protocol/index.ts'
+import { decodeTensorList, decodeUpdate, hashTensorList, jobSpecHash, parseJobSpec, type Hash, type JobSpec } from '../protocol/index.ts'
 import { mapBlobSource } from '../worker/blobSource.ts'
 import { createUnitRunner } from '../worker/unitRunner.ts'
 import { applyAveragedUpdate, type WeightedUpdate } from './aggregate.ts'
@@ -204,7 +204,7 @@ export async function startConvergenceSession(options: ConvergenceOptions): Prom
         unitTimes.push(now() - tu)
         if (!out.losses.every(Number.isFinite)) throw new Error(`${mode}: round ${round} unit ${unit} gave a non-finite loss`)
         trainLossSum += out.meanLoss
-        updates.push({ update: decodeTensorList(out.updateBytes), examples: out.examples })
+        updates.push({ update: decodeUpdate(spec.training.compression, out.updateBytes), examples: out.examples })
       }
       const ta = now()
       const next = hashTensorList(applyAveragedUpdate(decodeTensorList(blobs.get(checkpoint)!), updates, spec.training.outerLearningRate))

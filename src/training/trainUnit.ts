@@ -1,8 +1,10 @@
 import * as tf from '@tensorflow/tfjs'
 import type { LabelledSet } from '../data/idx.ts'
 import {
-  examplesPerUnit,
-  hashTensorList,
+  unitExamples,
+  unitInnerSteps,
+  encodeUpdate,
+  sha256Hex,
   unitExampleIndices,
   type Hash,
   type JobSpec,
@@ -10,10 +12,10 @@ import {
   type WorkUnit,
 } from '../protocol/index.ts'
 import { gatherBatch } from './batches.ts'
-import { readModelWeights, setModelWeights } from './model.ts'
+import { modelWeightShapes, setModelWeights } from './model.ts'
 
 export interface UnitResult {
-  /** Δ = θ_H − θ_0 in canonical tensor bytes, and its SHA-256 (the claim's outputHash). */
+  /** Δ = θ_H − θ_0 encoded as the job's compression says (updateCodec.ts), and its SHA-256 (the claim's outputHash). */
   updateBytes: Uint8Array
   outputHash: Hash
   examples: number
@@ -43,17 +45,21 @@ export async function trainUnit(params: {
 }): Promise<UnitResult> {
   const { spec, unit, model, checkpoint, train } = params
   const now = params.now ?? (() => performance.now())
-  const { batchSize, innerSteps } = spec.training
+  const { batchSize } = spec.training
+  // The unit's own H when the coordinator sized it to the contributor's device; the job's otherwise.
+  const innerSteps = unitInnerSteps(unit, spec.training)
   const { inputShape, classes, scale } = spec.data
   const t0 = now()
 
   setModelWeights(model, checkpoint)
+  // θ_0 stays on the device, so Δ is computed there and read back alone (not θ_H to subtract θ_0 here).
+  const start = model.weights.map((w) => tf.clone(w.read()))
   const indices = unitExampleIndices({
     jobId: unit.jobId,
     seed: spec.seed,
     round: unit.round,
     unit: unit.unit,
-    count: examplesPerUnit(spec.training),
+    count: unitExamples(unit, spec.training),
     datasetSize: train.count,
   })
   const optimizer = makeOptimizer(spec)
@@ -65,26 +71,33 @@ export async function trainUnit(params: {
       tf.dispose([x, y])
       if (loss) lossTensors.push(loss)
     }
-    const stacked = tf.stack(lossTensors)
-    const losses = Array.from(await stacked.data())
-    stacked.dispose()
-    const after = await readModelWeights(model)
+    // One read back from the device for the whole unit: the step losses and Δ = θ_H − θ_0, concatenated.
+    // Subtraction is correctly rounded in IEEE float32 on every backend, so Δ has the bits the host computed.
+    const readback = tf.tidy(() =>
+      tf.concat([tf.stack(lossTensors), ...model.weights.map((w, i) => tf.sub(w.read(), start[i]!).reshape([-1]))]),
+    )
+    const flat = (await readback.data()) as Float32Array
+    readback.dispose()
+    const losses = Array.from(flat.subarray(0, lossTensors.length))
     const trainMs = now() - t0
 
     const t1 = now()
+    const shapes = modelWeightShapes(model)
+    let offset = lossTensors.length
     const update: TensorList = {
-      shapes: after.shapes,
-      values: after.values.map((v, i) => {
-        const before = checkpoint.values[i]!
-        const delta = new Float32Array(v.length)
-        for (let j = 0; j < v.length; j++) delta[j] = v[j]! - before[j]!
+      shapes,
+      values: shapes.map((shape) => {
+        const size = shape.reduce((a, b) => a * b, 1)
+        const delta = flat.slice(offset, offset + size)
+        offset += size
         return delta
       }),
     }
-    const { bytes, hash } = hashTensorList(update)
-    return { updateBytes: bytes, outputHash: hash, examples: indices.length, losses, trainMs, hashMs: now() - t1 }
+    const bytes = encodeUpdate(spec.training.compression, update)
+    return { updateBytes: bytes, outputHash: sha256Hex(bytes), examples: indices.length, losses, trainMs, hashMs: now() - t1 }
   } finally {
     tf.dispose(lossTensors)
+    tf.dispose(start)
     optimizer.dispose()
   }
 }

@@ -17,9 +17,57 @@ export interface DeviceInfo {
   classParts: Omit<DeviceClassParts, 'kernelBundle'>
   /** Why WebGPU was not used, when it was not. */
   fallbackReason?: string
+  /** The WebGPU device's buffer limits, in bytes (unitSizing.ts checks a job's batch against them); absent off WebGPU. */
+  limits?: { maxStorageBufferBindingSize: number; maxBufferSize: number }
 }
 
 let gpuErrors: DeviceErrorWatch | null = null
+/** The device tfjs computes on, and why it was lost once it is (null while it is fine). */
+let gpuDevice: GPUDevice | null = null
+let lostReason: string | null = null
+
+/** Starts watching tfjs's current WebGPU device: its uncaptured errors and its loss. */
+function watchDevice(device: GPUDevice): void {
+  gpuDevice = device
+  lostReason = null
+  gpuErrors = watchDeviceErrors(device)
+  void device.lost.then((info) => {
+    // A replaced device being destroyed is no news; only the current one's loss is.
+    if (gpuDevice === device) lostReason = `${info.reason}${info.message ? `: ${info.message}` : ''}`
+  })
+}
+
+/**
+ * Why the WebGPU device was lost (driver reset, GPU removed, the browser reclaiming it, a destroy), or null
+ * while it is fine (and always off WebGPU). Waits a task first: the loss is delivered as one.
+ */
+export async function gpuDeviceLost(): Promise<string | null> {
+  if (!gpuDevice) return null
+  await new Promise((resolve) => setTimeout(resolve, 0))
+  return lostReason
+}
+
+/** Re-creating the WebGPU backend after a device loss failed: no unit can run on this Worker's GPU now. */
+export class DeviceRecreateError extends Error {
+  override name = 'DeviceRecreateError'
+}
+
+/**
+ * After a device loss: a new device and a new tfjs WebGPU backend on it, through the factory tfjs-webgpu
+ * registered (removeBackend drops it with the broken backend, so it is registered again). Tensors of the
+ * old backend are gone: callers rebuild their models. The kernel bundle's kernels stay registered, and
+ * their pipelines are cached per device, so they compile again for the new one.
+ */
+export async function recreateGpuBackend(): Promise<void> {
+  const registry = (tf.engine() as unknown as { registryFactory: Record<string, { factory: () => tf.KernelBackend | Promise<tf.KernelBackend>; priority: number }> }).registryFactory
+  const entry = registry['webgpu']
+  if (!entry) throw new DeviceRecreateError('tfjs has no WebGPU backend to re-create')
+  tf.removeBackend('webgpu')
+  tf.registerBackend('webgpu', entry.factory, entry.priority)
+  if (!(await tf.setBackend('webgpu'))) throw new DeviceRecreateError('the browser gave no new WebGPU device after the old one was lost')
+  await tf.ready()
+  watchDevice((tf.backend() as WebGPUBackend).device)
+}
 
 /**
  * Runs a unit's computation so that any error the WebGPU device reports meanwhile throws
@@ -55,7 +103,8 @@ export async function selectBackend(wasmPaths?: Record<string, string>): Promise
       activateKernelBundle()
       if (await tf.setBackend('webgpu')) {
         await tf.ready()
-        gpuErrors = watchDeviceErrors((tf.backend() as WebGPUBackend).device)
+        const device = (tf.backend() as WebGPUBackend).device
+        watchDevice(device)
         const info = adapter.info
         const parts = { backend: 'webgpu', vendor: info.vendor, architecture: info.architecture, engine, kernelBundle: KERNEL_BUNDLE }
         return {
@@ -67,6 +116,7 @@ export async function selectBackend(wasmPaths?: Record<string, string>): Promise
           engine,
           deviceClass: formatDeviceClass(parts),
           classParts: { backend: parts.backend, vendor: parts.vendor, architecture: parts.architecture, engine },
+          limits: { maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize, maxBufferSize: device.limits.maxBufferSize },
         }
       }
       fallbackReason = 'tfjs could not initialise its WebGPU backend'

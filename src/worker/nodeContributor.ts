@@ -29,6 +29,7 @@ export function createNodeContributor(params: {
         await useCpuKernelsFor(spec, 'cpu')
         return { ...(await runner.run(spec, unit)), deviceClass: nodeDeviceClass(spec.kernelBundle) }
       },
+      prefetch: (spec, unit) => runner.prefetch(spec, unit),
     },
     signer: privateKeyToAccount(params.privateKey),
     deviceClass: nodeDeviceClass(KERNEL_BUNDLE),

@@ -118,26 +118,49 @@ describe('Scheduler lease requests', () => {
 })
 
 /**
- * A scheduler against a fake coordinator that leases units of round 0 one after another, records
- * releases and submissions, and an executor whose units finish only when the test says so.
+ * A scheduler against a fake coordinator that leases units one after another (of round `roundOf(unit)`,
+ * round 0 by default), records lease requests, releases and submissions, and an executor whose units
+ * finish only when the test says so, each taking `trainMs` on the scheduler's clock.
  */
-function unitHarness(options: { restAfterUnit?: (computeMs: number) => number } = {}) {
+function unitHarness(
+  options: {
+    restAfterUnit?: (computeMs: number) => number
+    prefetch?: boolean
+    training?: Record<string, unknown>
+    trainMs?: number
+    roundOf?: (unit: number) => number
+    /** The coordinator's answer to the submission of lease-N; accepted without closing the round by default. */
+    answer?: (unit: number) => Answer | Promise<Answer>
+    leaseTtlMs?: (unit: number) => number
+  } = {},
+) {
   const account = privateKeyToAccount(generatePrivateKey())
   const events: SchedulerEvent[] = []
   const sleeps: number[] = []
   const released: string[] = []
   const submitted: string[] = []
   const signals: AbortSignal[] = []
+  const requests: SignedLeaseRequest[] = []
+  const prefetched: number[] = []
+  const started: number[] = []
   let leases = 0
   const pending: Array<() => void> = []
+  const training = { innerSteps: 10, batchSize: 32, leaseTtlSeconds: 60, ...options.training }
+  const roundOf = options.roundOf ?? (() => 0)
   const fetchImpl = (async (url: string | URL, init?: RequestInit) => {
     const path = new URL(String(url)).pathname
     const json = (status: number, body: unknown) => new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } })
     if (path === '/api/info') return json(200, info)
-    if (path === `/api/jobs/${jobId}`) return json(200, { id: jobId, spec: {} })
+    if (path === `/api/jobs/${jobId}`) return json(200, { id: jobId, spec: { training } })
     if (path === `/api/jobs/${jobId}/leases`) {
+      const signed = JSON.parse(String(init!.body)) as SignedLeaseRequest
+      requests.push(signed)
       const unit = leases++
-      return json(200, { status: 'leased', lease: { id: `lease-${unit}`, contributor: account.address, expiresAt: Date.now() + 60_000, unit: { jobId, round: 0, unit, inputHash: jobId } } })
+      const innerSteps = signed.request.innerSteps ? { innerSteps: signed.request.innerSteps } : {}
+      return json(200, {
+        status: 'leased',
+        lease: { id: `lease-${unit}`, contributor: account.address, expiresAt: Date.now() + (options.leaseTtlMs?.(unit) ?? 60_000), unit: { jobId, round: roundOf(unit), unit, inputHash: jobId, ...innerSteps } },
+      })
     }
     const release = /^\/api\/leases\/(.+)\/release$/.exec(path)
     if (release) {
@@ -147,22 +170,29 @@ function unitHarness(options: { restAfterUnit?: (computeMs: number) => number } 
     const submission = /^\/api\/leases\/(.+)\/submission$/.exec(path)
     if (submission) {
       submitted.push(submission[1]!)
-      return json(200, { accepted: true, round: 0, unit: 0, roundClosed: false })
+      const unit = Number(submission[1]!.split('-')[1])
+      const answer = (await options.answer?.(unit)) ?? { status: 200, body: { accepted: true, round: roundOf(unit), unit, roundClosed: false } }
+      return json(answer.status, answer.body)
     }
     return json(404, { error: 'not found', code: 'not_found', message: path })
   }) as typeof fetch
   let clock = 0
+  const trainMs = options.trainMs ?? 300
   const scheduler = new Scheduler({
     client: new CoordinatorClient('http://coordinator.test', fetchImpl),
     executor: {
       runUnit: (_spec, unit, signal) => {
         if (signal) signals.push(signal)
+        started.push(unit.unit)
         return new Promise((resolve) => {
           pending.push(() => {
-            clock += 300
-            resolve({ unit, outputHash: jobId, updateBytes: new Uint8Array(4), examples: 64, losses: [1], meanLoss: 1, timings: { fetchMs: 0, trainMs: 300, hashMs: 0 } })
+            clock += trainMs
+            resolve({ unit, outputHash: jobId, updateBytes: new Uint8Array(4), examples: 64, losses: [1], meanLoss: 1, timings: { fetchMs: 0, trainMs, hashMs: 0 } })
           })
         })
+      },
+      prefetch: async (_spec, unit) => {
+        prefetched.push(unit.unit)
       },
     },
     signer: account,
@@ -171,6 +201,7 @@ function unitHarness(options: { restAfterUnit?: (computeMs: number) => number } 
     now: () => clock,
     onEvent: (event) => events.push(event),
     restAfterUnit: options.restAfterUnit,
+    prefetch: options.prefetch,
     sleep: (ms) =>
       new Promise((resolve) => {
         sleeps.push(ms)
@@ -182,12 +213,15 @@ function unitHarness(options: { restAfterUnit?: (computeMs: number) => number } 
       const poll = () => (done() ? resolve() : setTimeout(poll, 2))
       poll()
     })
-  return { scheduler, events, sleeps, released, submitted, signals, pending, until }
+  const tick = (ms = 0) => {
+    clock += ms
+  }
+  return { scheduler, events, sleeps, released, submitted, signals, pending, until, requests, prefetched, started, tick, leaseCount: () => leases }
 }
 
 describe('Scheduler stop and duty cycle', () => {
   it('hands the unit in flight back at once on stop, without waiting for it to finish', async () => {
-    const h = unitHarness()
+    const h = unitHarness({ prefetch: false })
     h.scheduler.start()
     await h.until(() => h.pending.length === 1)
     await h.scheduler.stop()
@@ -216,5 +250,191 @@ describe('Scheduler stop and duty cycle', () => {
     expect(h.sleeps).toContain(900)
     expect(h.submitted).toEqual(['lease-0'])
     expect(h.released).toEqual(['lease-1'])
+  })
+})
+
+describe('Scheduler overlap: the next unit is leased and fetched while one computes', () => {
+  it('leases and prefetches the next unit during a unit and starts it without a lease round trip', async () => {
+    const h = unitHarness()
+    h.scheduler.start()
+    await h.until(() => h.prefetched.length === 1)
+    expect(h.started).toEqual([0])
+    expect(h.prefetched).toEqual([1])
+    expect(h.events.filter((e) => e.type === 'leased').map((e) => e.type === 'leased' && [e.lease.id, e.prefetched ?? false])).toEqual([
+      ['lease-0', false],
+      ['lease-1', true],
+    ])
+    expect(h.scheduler.leasesHeld.map((l) => l.id)).toEqual(['lease-0', 'lease-1'])
+    h.pending[0]!()
+    // Unit 1 starts on the lease already held; the lease asked for meanwhile is the one after it.
+    await h.until(() => h.started.length === 2 && h.prefetched.length === 2)
+    expect(h.started).toEqual([0, 1])
+    expect(h.leaseCount()).toBe(3)
+    await h.until(() => h.events.some((e) => e.type === 'unit-accepted'))
+    const accepted = h.events.find((e) => e.type === 'unit-accepted')
+    // The device waited for nothing between the two units: no round trip sat between them.
+    h.pending[1]!()
+    await h.until(() => h.events.filter((e) => e.type === 'unit-accepted').length === 2)
+    const second = h.events.filter((e) => e.type === 'unit-accepted')[1]
+    expect(accepted?.type === 'unit-accepted' && accepted.report.idleBeforeMs).toBeNull()
+    expect(second?.type === 'unit-accepted' && second.report.idleBeforeMs).toBe(0)
+    await h.scheduler.stop()
+  })
+
+  it('uploads a finished unit in the background while the next one computes', async () => {
+    let answerFirst: (a: Answer) => void = () => {}
+    const firstAnswer = new Promise<Answer>((resolve) => (answerFirst = resolve))
+    const h = unitHarness({ answer: (unit) => (unit === 0 ? firstAnswer : undefined!) })
+    h.scheduler.start()
+    await h.until(() => h.pending.length === 1)
+    h.pending[0]!()
+    await h.until(() => h.started.length === 2 && h.submitted.length === 1)
+    // Unit 1 computes while unit 0's submission is still waiting for its answer. Its lease still counts
+    // against the address's live leases, so the unit after next is asked for only once it has landed.
+    expect(h.events.some((e) => e.type === 'unit-accepted')).toBe(false)
+    await new Promise((r) => setTimeout(r, 20))
+    expect(h.leaseCount()).toBe(2)
+    answerFirst({ status: 200, body: { accepted: true, round: 0, unit: 0, roundClosed: false } })
+    await h.until(() => h.events.some((e) => e.type === 'unit-accepted'))
+    await h.until(() => h.leaseCount() === 3 && h.prefetched.length === 2)
+    expect(h.started).toEqual([0, 1])
+    await h.scheduler.stop()
+  })
+
+  it('on stop hands back both the unit in flight and the prefetched one, and lets submissions on their way land', async () => {
+    let answerFirst: (a: Answer) => void = () => {}
+    const firstAnswer = new Promise<Answer>((resolve) => (answerFirst = resolve))
+    const h = unitHarness({ answer: (unit) => (unit === 0 ? firstAnswer : undefined!) })
+    h.scheduler.start()
+    await h.until(() => h.pending.length === 1)
+    h.pending[0]!()
+    await h.until(() => h.started.length === 2 && h.prefetched.length === 2)
+    const stopped = h.scheduler.stop()
+    await h.until(() => h.released.length === 2)
+    expect(h.released.sort()).toEqual(['lease-1', 'lease-2'])
+    expect(h.scheduler.currentState).toBe('stopping')
+    answerFirst({ status: 200, body: { accepted: true, round: 0, unit: 0, roundClosed: false } })
+    await stopped
+    expect(h.scheduler.currentState).toBe('idle')
+    expect(h.submitted).toEqual(['lease-0'])
+    expect(h.events.filter((e) => e.type === 'released').map((e) => e.type === 'released' && e.unit).sort()).toEqual([1, 2])
+    expect(h.events.some((e) => e.type === 'unit-accepted')).toBe(true)
+    expect(h.scheduler.leasesHeld).toEqual([])
+  })
+
+  it('drops a prefetched unit whose round closed under synchronous rounds, and leases a fresh one', async () => {
+    // Units 0–2 are of round 0; unit 0's answer closes it. Unit 2, prefetched during unit 1, is then stale.
+    const h = unitHarness({
+      roundOf: (unit) => (unit <= 2 ? 0 : 1),
+      answer: (unit) => ({ status: 200, body: { accepted: true, round: 0, unit, roundClosed: unit === 0 } }),
+    })
+    h.scheduler.start()
+    await h.until(() => h.pending.length === 1)
+    h.pending[0]!()
+    await h.until(() => h.started.length === 2 && h.prefetched.length === 2 && h.events.some((e) => e.type === 'unit-accepted'))
+    h.pending[1]!()
+    await h.until(() => h.started.length === 3)
+    expect(h.started).toEqual([0, 1, 3])
+    expect(h.released).toEqual(['lease-2'])
+    const dropped = h.events.find((e) => e.type === 'released')
+    expect(dropped?.type === 'released' && dropped.reason).toMatch(/round 0 closed after it was leased/)
+    await h.scheduler.stop()
+  })
+
+  it('keeps a prefetched unit of a closed round when asynchronous rounds still accept it', async () => {
+    const h = unitHarness({
+      training: { maxStaleness: 2 },
+      roundOf: (unit) => (unit <= 2 ? 0 : 1),
+      answer: (unit) => ({ status: 200, body: { accepted: true, round: 0, unit, roundClosed: unit === 0 } }),
+    })
+    h.scheduler.start()
+    await h.until(() => h.pending.length === 1)
+    h.pending[0]!()
+    await h.until(() => h.started.length === 2 && h.prefetched.length === 2 && h.events.some((e) => e.type === 'unit-accepted'))
+    h.pending[1]!()
+    await h.until(() => h.started.length === 3)
+    expect(h.started).toEqual([0, 1, 2])
+    expect(h.released).toEqual([])
+    await h.scheduler.stop()
+  })
+
+  it('drops a prefetched unit whose lease would run out before a unit of the last length could finish', async () => {
+    // A unit takes 40 s on this clock and leases last 60 s: the one prefetched during it has 20 s left.
+    const h = unitHarness({ trainMs: 40_000 })
+    h.scheduler.start()
+    await h.until(() => h.prefetched.length === 1)
+    h.pending[0]!()
+    await h.until(() => h.started.length === 2)
+    expect(h.started).toEqual([0, 2])
+    expect(h.released[0]).toBe('lease-1')
+    const dropped = h.events.find((e) => e.type === 'released')
+    expect(dropped?.type === 'released' && dropped.reason).toMatch(/lease would run out/)
+    await h.scheduler.stop()
+  })
+
+  it('does not hold a second lease through duty-cycle rests', async () => {
+    const h = unitHarness({ restAfterUnit: (ms) => ms })
+    h.scheduler.start()
+    await h.until(() => h.pending.length === 1)
+    await new Promise((r) => setTimeout(r, 20))
+    expect(h.leaseCount()).toBe(1)
+    expect(h.prefetched).toEqual([])
+    await h.scheduler.stop()
+  })
+
+  it('reports a background upload that failed beyond its retries as an error and hands its lease back', async () => {
+    // Lease 0 runs out before a retry could land: the 503 is final for it.
+    const h = unitHarness({ leaseTtlMs: (unit) => (unit === 0 ? 100 : 60_000), answer: (unit) => (unit === 0 ? { status: 503, body: { error: 'x', code: 'unavailable', message: 'restarting' } } : undefined!) })
+    h.scheduler.start()
+    await h.until(() => h.pending.length === 1)
+    h.pending[0]!()
+    await h.until(() => h.released.includes('lease-0') && h.started.length === 2)
+    // Reported, with the loop's back-off, between units: the unit computing meanwhile is not disturbed.
+    h.pending[1]!()
+    await h.until(() => h.events.some((e) => e.type === 'error'))
+    const error = h.events.find((e) => e.type === 'error')
+    expect(error?.type === 'error' && error).toMatchObject({ message: 'CoordinatorRequestError: restarting', retryAfterMs: 500 })
+    expect(h.events.some((e) => e.type === 'released' && e.unit === 0 && e.handedBack)).toBe(true)
+    await h.until(() => h.events.filter((e) => e.type === 'unit-accepted').length === 1)
+    // The loop carries on with the units it had prefetched.
+    await h.until(() => h.started.length === 3)
+    expect(h.started).toEqual([0, 1, 2])
+    await h.scheduler.stop()
+  })
+})
+
+describe('Scheduler auto-sizing', () => {
+  it('asks for the H that fills the target unit time once it has measured a unit, and reports the H run', async () => {
+    // 3 s for the job's 10 steps: 300 ms a step, so a 30 s unit is 100 steps.
+    const h = unitHarness({ training: { maxInnerSteps: 1000 }, trainMs: 3000 })
+    h.scheduler.start()
+    await h.until(() => h.pending.length === 1)
+    h.pending[0]!()
+    await h.until(() => h.started.length === 2 && h.requests.length === 3)
+    // The first request and the one prefetched during the first unit knew nothing yet: the job's own H.
+    expect(h.requests.map((r) => r.request.innerSteps)).toEqual([undefined, undefined, 100])
+    expect(await recoverLeaseRequestSigner(h.requests[2]!, info)).toBe(h.requests[2]!.request.contributor)
+    h.pending[1]!()
+    await h.until(() => h.started.length === 3)
+    await h.until(() => h.events.filter((e) => e.type === 'unit-accepted').length === 2)
+    h.pending[2]!()
+    await h.until(() => h.events.filter((e) => e.type === 'unit-accepted').length === 3)
+    const reports = h.events.flatMap((e) => (e.type === 'unit-accepted' ? [e.report] : []))
+    expect(reports.map((r) => [r.unit, r.innerSteps])).toEqual([
+      [0, 10],
+      [1, 10],
+      [2, 100],
+    ])
+    await h.scheduler.stop()
+  })
+
+  it('never asks for an H in a job that fixes it', async () => {
+    const h = unitHarness({ trainMs: 3000 })
+    h.scheduler.start()
+    await h.until(() => h.pending.length === 1)
+    h.pending[0]!()
+    await h.until(() => h.started.length === 2 && h.requests.length === 3)
+    expect(h.requests.every((r) => r.request.innerSteps === undefined)).toBe(true)
+    await h.scheduler.stop()
   })
 })

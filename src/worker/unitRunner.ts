@@ -23,6 +23,8 @@ export interface UnitOutput {
   timings: UnitTimings
   /** The device class the unit ran under, when the executor knows it (the browser Worker does). */
   deviceClass?: string
+  /** How many times the GPU device was lost during the unit, each time re-created and the unit redone (worker.ts). */
+  deviceLosses?: number
 }
 
 export class SpecIntegrityError extends Error {
@@ -65,11 +67,23 @@ export function createUnitRunner(source: BlobSource, now: () => number = () => p
   }
 
   const checkpoint = async (hash: Hash) => {
-    if (lastCheckpoint?.hash !== hash) lastCheckpoint = { hash, list: decodeTensorList(await source.get(hash)) }
-    return lastCheckpoint.list
+    if (lastCheckpoint?.hash === hash) return lastCheckpoint.list
+    // Kept in a local: a call for another checkpoint may replace lastCheckpoint while this one downloads.
+    const list = decodeTensorList(await source.get(hash))
+    lastCheckpoint = { hash, list }
+    return list
   }
 
   return {
+    /** The job's model as this runner built it (cached per job): the Worker checks the batch against the device with it. */
+    model: (spec: JobSpec, unit: WorkUnit) => model(unit.jobId, spec),
+    /**
+     * Fetches, while another unit computes, what `unit` will need: its checkpoint's bytes (into `source`'s
+     * cache) and the job's training shards. Nothing is put on the device.
+     */
+    async prefetch(spec: JobSpec, unit: WorkUnit): Promise<void> {
+      await Promise.all([source.get(unit.inputHash), trainSet(spec)])
+    },
     async run(spec: JobSpec, unit: WorkUnit): Promise<UnitOutput> {
       if (!verifiedSpecs.has(unit.jobId)) {
         if (jobSpecHash(spec) !== unit.jobId) throw new SpecIntegrityError(`job spec does not hash to ${unit.jobId}`)

@@ -35,6 +35,16 @@ export interface TrainingCardOptions {
   onStakeRequired(reason: string, jobId: Hash): Promise<StakeRequiredOutcome>
 }
 
+/** The line under the timings table that says how units are sized (made here: the page has no slot for it). */
+function sizingLine(table: HTMLElement): HTMLElement {
+  const existing = document.getElementById('unit-sizing')
+  if (existing) return existing
+  const line = Object.assign(document.createElement('p'), { id: 'unit-sizing', className: 'muted', hidden: true })
+  line.setAttribute('role', 'status')
+  table.after(line)
+  return line
+}
+
 /** The last units from this tab, newest first: where the wall time of a unit goes. */
 const TIMING_ROWS = 10
 
@@ -52,6 +62,7 @@ export function createTrainingCard(options: TrainingCardOptions): TrainingCard {
     pauseReason: byId('pause-reason'),
     startNote: byId('start-note'),
     timings: byId('timings').querySelector('tbody')!,
+    sizing: sizingLine(byId('timings')),
   }
   const chart = createProgressChart(byId('chart'))
   let wallet: ConnectedWallet | null = null
@@ -108,6 +119,10 @@ export function createTrainingCard(options: TrainingCardOptions): TrainingCard {
     els.timings.prepend(row)
     timingRows++
     while (els.timings.children.length > TIMING_ROWS) els.timings.lastChild?.remove()
+    // How the unit was sized and whether the GPU waited between units (the next one is leased ahead).
+    const idle = report.idleBeforeMs === null ? '' : `; the GPU waited ${report.idleBeforeMs.toFixed(0)} ms before it`
+    els.sizing.hidden = false
+    els.sizing.textContent = `Last unit: H = ${report.innerSteps} steps (${report.examples.toLocaleString('en-US')} examples), computed in ${(report.computeMs / 1000).toFixed(1)} s${idle}.`
   }
 
   const showProgress = (progress: JobProgress) => {
@@ -152,13 +167,18 @@ export function createTrainingCard(options: TrainingCardOptions): TrainingCard {
         if (current) render()
         if (event.state === 'finished' && current) log('The job has finished: no more units.', 'good')
         break
-      case 'leased':
+      case 'leased': {
         options.onLeased()
-        log(`Leased round ${event.lease.unit.round} unit ${event.lease.unit.unit}`)
+        const { round, unit, innerSteps } = event.lease.unit
+        log(`Leased round ${round} unit ${unit}${innerSteps ? ` (H = ${innerSteps})` : ''}${event.prefetched ? ', to start when this one is done' : ''}`)
         break
+      }
       case 'unit-accepted':
         void stats.accepted(event.report)
         showTimings(event.report)
+        if (event.report.deviceLosses > 0) {
+          log(`The GPU device was lost during round ${event.report.round} unit ${event.report.unit}: it was re-created and the unit redone`, 'bad')
+        }
         log(`Round ${event.report.round} unit ${event.report.unit} accepted (${event.report.timings.totalMs.toFixed(0)} ms)${event.report.roundClosed ? ', closing the round' : ''}`, 'good')
         options.onAccepted()
         break
@@ -175,7 +195,7 @@ export function createTrainingCard(options: TrainingCardOptions): TrainingCard {
       case 'released':
         log(
           event.handedBack
-            ? `Handed round ${event.round} unit ${event.unit} back: someone else can take it now`
+            ? `Handed round ${event.round} unit ${event.unit} back${event.reason ? ` (${event.reason})` : ''}: someone else can take it now`
             : `Could not hand round ${event.round} unit ${event.unit} back (${event.message ?? 'unknown error'}); its lease runs out by itself`,
           event.handedBack ? 'info' : 'bad',
         )
@@ -215,11 +235,10 @@ export function createTrainingCard(options: TrainingCardOptions): TrainingCard {
     apply()
   }
 
-  // Closing or leaving the page is a stop too: the unit in flight is handed back by a beacon, which the
-  // browser still sends while the page goes away (a fetch would be cancelled with it).
+  // Closing or leaving the page is a stop too: the unit in flight and the one leased ahead are handed back
+  // by beacons, which the browser still sends while the page goes away (a fetch would be cancelled with it).
   window.addEventListener('pagehide', () => {
-    const lease = scheduler?.leaseInFlight
-    if (lease) navigator.sendBeacon(`${client.baseUrl}/api/leases/${encodeURIComponent(lease.id)}/release`)
+    for (const lease of scheduler?.leasesHeld ?? []) navigator.sendBeacon(`${client.baseUrl}/api/leases/${encodeURIComponent(lease.id)}/release`)
   })
 
   els.start.addEventListener('click', () => {

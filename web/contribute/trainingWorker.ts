@@ -51,6 +51,13 @@ export async function startTrainingWorker(coordinatorUrl: string): Promise<Train
           signal?.removeEventListener('abort', abort)
         }
       },
+      // The Worker fetches the next unit's checkpoint between its GPU waits; a terminated one fetches nothing.
+      async prefetch(spec, unit) {
+        const spawned = current
+        if (!spawned) return
+        await spawned.ready
+        await spawned.remote.prefetch(spec, unit)
+      },
     },
   }
 }

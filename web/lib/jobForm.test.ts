@@ -8,13 +8,22 @@ const valid = {
   innerSteps: '2',
   unitsPerRound: '4',
   rounds: '40',
+  outerOptimizer: 'nesterov',
   outerLearningRate: '1',
+  outerMomentum: '',
   leaseTtlSeconds: '120',
 }
 
 describe('new job form', () => {
   it('reads every hyperparameter as its type', () => {
-    expect(readTraining(valid)).toEqual({ ...valid, learningRate: 0.01, batchSize: 32, innerSteps: 2, unitsPerRound: 4, rounds: 40, outerLearningRate: 1, leaseTtlSeconds: 120 })
+    const { outerMomentum: _empty, ...typed } = valid
+    expect(readTraining(valid)).toEqual({ ...typed, learningRate: 0.01, batchSize: 32, innerSteps: 2, unitsPerRound: 4, rounds: 40, outerLearningRate: 1, leaseTtlSeconds: 120 })
+  })
+
+  it('leaves an empty outer momentum out of the draft (the job then takes 0.9) and reads a typed one', () => {
+    expect(readTraining(valid)).not.toHaveProperty('outerMomentum')
+    expect(readTraining({ ...valid, outerMomentum: ' 0.8 ' }).outerMomentum).toBe(0.8)
+    expect(readTraining({ ...valid, outerOptimizer: 'average' }).outerOptimizer).toBe('average')
   })
 
   it('names the field of the first bad value', () => {
@@ -30,6 +39,8 @@ describe('new job form', () => {
     expect(bad({ learningRate: 'fast' })).toMatchObject({ field: 'hp-learningRate', message: 'Learning rate: "fast" is not a number' })
     expect(bad({ rounds: '0' })).toMatchObject({ field: 'hp-rounds' })
     expect(bad({ innerOptimizer: 'rmsprop' })).toMatchObject({ field: 'hp-innerOptimizer' })
+    expect(bad({ outerOptimizer: 'adam' })).toMatchObject({ field: 'hp-outerOptimizer' })
+    expect(bad({ outerMomentum: '1' })).toMatchObject({ field: 'hp-outerMomentum', message: 'Outer momentum: must be between 0 and 0.999' })
   })
 
   it('gives every hyperparameter one line of help', () => {

@@ -14,6 +14,10 @@ export interface HyperparameterField {
   choices?: readonly string[]
   min?: number
   max?: number
+  /** May be left empty: the key is then left out of the draft and the job takes the protocol's default. */
+  optional?: boolean
+  /** Shown in an empty field: the value the job gets when it is left empty. */
+  placeholder?: string
 }
 
 export type TrainingKey =
@@ -23,7 +27,9 @@ export type TrainingKey =
   | 'innerSteps'
   | 'unitsPerRound'
   | 'rounds'
+  | 'outerOptimizer'
   | 'outerLearningRate'
+  | 'outerMomentum'
   | 'leaseTtlSeconds'
 
 /** The fields in form order; each field's help line is the protocol's (TRAINING_HELP), one home for it. */
@@ -34,11 +40,15 @@ export const HYPERPARAMETERS: readonly HyperparameterField[] = [
   { key: 'innerSteps', label: 'Steps per unit (H)', kind: 'integer', min: 1, max: 10000, help: TRAINING_HELP.innerSteps },
   { key: 'unitsPerRound', label: 'Units per round (K)', kind: 'integer', min: 1, max: 10000, help: TRAINING_HELP.unitsPerRound },
   { key: 'rounds', label: 'Rounds (R)', kind: 'integer', min: 1, max: 1000000, help: TRAINING_HELP.rounds },
+  { key: 'outerOptimizer', label: 'Outer optimizer', kind: 'choice', choices: ['average', 'nesterov'], help: TRAINING_HELP.outerOptimizer },
   { key: 'outerLearningRate', label: 'Outer learning rate', kind: 'number', min: 1e-6, max: 10, help: TRAINING_HELP.outerLearningRate },
+  { key: 'outerMomentum', label: 'Outer momentum', kind: 'number', min: 0, max: 0.999, optional: true, placeholder: '0.9', help: TRAINING_HELP.outerMomentum },
   { key: 'leaseTtlSeconds', label: 'Lease time (s)', kind: 'integer', min: 1, max: 86400, help: TRAINING_HELP.leaseTtlSeconds },
 ]
 
-export type TrainingValues = Record<TrainingKey, string | number>
+/** Every field's value, except an optional field left empty. */
+export type TrainingValues = Record<Exclude<TrainingKey, OptionalKey>, string | number> & Partial<Record<OptionalKey, number>>
+type OptionalKey = 'outerMomentum'
 
 export class FormFieldError extends Error {
   override name = 'FormFieldError'
@@ -52,10 +62,11 @@ export class FormFieldError extends Error {
 }
 
 /** Reads the typed hyperparameters into numbers, naming the first field that is not a valid value. */
-export function readTraining(raw: Record<TrainingKey, string>): TrainingValues {
-  const out = {} as TrainingValues
+export function readTraining(raw: Partial<Record<TrainingKey, string>>): TrainingValues {
+  const out = {} as Record<TrainingKey, string | number>
   for (const field of HYPERPARAMETERS) {
     const text = (raw[field.key] ?? '').trim()
+    if (field.optional && text === '') continue
     if (field.kind === 'choice') {
       if (!field.choices!.includes(text)) throw new FormFieldError(`hp-${field.key}`, `${field.label}: choose one of ${field.choices!.join(', ')}`)
       out[field.key] = text
@@ -69,7 +80,7 @@ export function readTraining(raw: Record<TrainingKey, string>): TrainingValues {
     }
     out[field.key] = value
   }
-  return out
+  return out as TrainingValues
 }
 
 /** A token amount typed by a person ("12.5") in base units; refuses what the token cannot represent. */

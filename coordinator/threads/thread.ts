@@ -4,17 +4,23 @@ import { memoryCached } from '../../src/worker/blobSource.ts'
 import { useCpuKernelsFor } from '../../src/worker/cpuKernels.ts'
 import { nodeDeviceClass } from '../../src/worker/nodeDeviceClass.ts'
 import { createUnitRunner } from '../../src/worker/unitRunner.ts'
+import { computeAggregate, type AggregateRequest, type AggregateResult } from '../aggregation/aggregate.ts'
+import { JobRuntimes } from '../jobRuntime.ts'
 
 /**
- * The referee's worker thread (started by referee.ts): computes units exactly as an honest Node contributor
- * does (nodeContributor.ts: the same unit runner, `useCpuKernelsFor(spec, 'cpu')`, the same device class).
+ * A coordinator worker thread (started by pool.ts), for the work that must not block the event loop:
+ * - `compute`, the referee's re-execution: units computed exactly as an honest Node contributor computes
+ *   them (nodeContributor.ts: the same unit runner, `useCpuKernelsFor(spec, 'cpu')`, the same device class);
+ * - `aggregate`, a round close: the outer step over the round's updates and the held-out evaluation
+ *   (coordinator/aggregation/aggregate.ts).
  * It reads no disk: every blob comes from the main thread by message and is checked against its hash here.
- * One unit at a time; the main thread queues.
+ * One piece of work at a time; the main thread queues.
  */
 
 /** Main thread → thread. */
 export type ToThread =
   | { type: 'compute'; id: number; spec: JobSpec; unit: WorkUnit }
+  | { type: 'aggregate'; id: number; request: AggregateRequest }
   | { type: 'blob'; requestId: number; ok: true; bytes: Uint8Array }
   | { type: 'blob'; requestId: number; ok: false; message: string }
 
@@ -22,6 +28,7 @@ export type ToThread =
 export type FromThread =
   | { type: 'blob'; requestId: number; hash: Hash }
   | { type: 'done'; id: number; outputHash: Hash; updateBytes: Uint8Array; deviceClass: string; ms: number }
+  | { type: 'aggregated'; id: number; result: AggregateResult }
   | { type: 'failed'; id: number; name: string; message: string }
 
 /** The main thread's blob source has no such blob (or failed to read it). */
@@ -34,14 +41,13 @@ export class BlobIntegrityError extends Error {
   override name = 'BlobIntegrityError'
 }
 
-if (!parentPort) throw new Error('refereeThread.ts runs as a worker thread (see referee.ts)')
+if (!parentPort) throw new Error('thread.ts runs as a worker thread (see pool.ts)')
 const port = parentPort
 
 const pendingBlobs = new Map<number, { resolve: (bytes: Uint8Array) => void; reject: (error: Error) => void }>()
 let nextBlobRequest = 0
 
-const runner = createUnitRunner(
-  memoryCached({
+const source = memoryCached({
     get(hash) {
       const requestId = nextBlobRequest++
       return new Promise<Uint8Array>((resolve, reject) => {
@@ -57,8 +63,14 @@ const runner = createUnitRunner(
         port.postMessage({ type: 'blob', requestId, hash } satisfies FromThread)
       })
     },
-  }),
-)
+  })
+const runner = createUnitRunner(source)
+const runtimes = new JobRuntimes(source)
+
+const fail = (id: number, error: unknown) => {
+  const e = error instanceof Error ? error : new Error(String(error))
+  port.postMessage({ type: 'failed', id, name: e.name, message: e.message } satisfies FromThread)
+}
 
 async function compute(id: number, spec: JobSpec, unit: WorkUnit): Promise<void> {
   try {
@@ -72,14 +84,27 @@ async function compute(id: number, spec: JobSpec, unit: WorkUnit): Promise<void>
     const message: FromThread = { type: 'done', id, outputHash: out.outputHash, updateBytes, deviceClass: nodeDeviceClass(spec.kernelBundle), ms }
     port.postMessage(message, [updateBytes.buffer as ArrayBuffer])
   } catch (error) {
-    const e = error instanceof Error ? error : new Error(String(error))
-    port.postMessage({ type: 'failed', id, name: e.name, message: e.message } satisfies FromThread)
+    fail(id, error)
+  }
+}
+
+async function aggregate(id: number, request: AggregateRequest): Promise<void> {
+  try {
+    const result = await computeAggregate(request, (hash) => source.get(hash), runtimes)
+    // Copies go over: the blob cache may still hold the bytes the result was computed from.
+    port.postMessage({ type: 'aggregated', id, result } satisfies FromThread)
+  } catch (error) {
+    fail(id, error)
   }
 }
 
 port.on('message', (message: ToThread) => {
   if (message.type === 'compute') {
     void compute(message.id, message.spec, message.unit)
+    return
+  }
+  if (message.type === 'aggregate') {
+    void aggregate(message.id, message.request)
     return
   }
   const pending = pendingBlobs.get(message.requestId)

@@ -1,0 +1,493 @@
+/**
+ * `npm run bench` (`tsx bench/throughput.ts`): writes bench/results/throughput.md and throughput.json.
+ *
+ * The coordinator runs in a child process (as in production, on its own event loop; the OS shares this
+ * machine's cores between it and the client), on the embedded store (PGlite) and on PostgreSQL.
+ *
+ * 1. Claim path: lease + submit round trips per second and p50/p99 latency with N simulated contributors
+ *    (1, 10, 100, 1,000), each a loop of lease → sign claim → submit a preset-sized update (int8 when the
+ *    coordinator takes it). The first lease of each contributor is a signed EIP-712 request; later ones
+ *    send the session it was answered with (coordinator/verification/identity.ts). Jobs are synchronous
+ *    with a round too large to close: the figures are the claim path alone.
+ * 2. Scaling with contributors whose compute is a fixed delay (no training): examples per second through
+ *    the network and the fraction of each contributor's wall time spent "computing", with 1, 4, 16 and 64
+ *    contributors, for synchronous rounds (maxStaleness 0) and asynchronous ones (maxStaleness 1). Rounds
+ *    close here (aggregation and held-out evaluation are real), so this is the coordinator's whole loop.
+ *
+ * Environment (all optional): BENCH_THROUGHPUT_SECONDS (per claim-path row, 5), BENCH_THROUGHPUT_CONTRIBUTORS
+ * ("1,10,100,1000"), BENCH_THROUGHPUT_STORES ("pglite,postgres"), BENCH_SCALING_SECONDS (per row, 15),
+ * BENCH_SCALING_CONTRIBUTORS ("1,4,16,64"), BENCH_SCALING_DELAY_MS (fixed compute per unit, 1000),
+ * BENCH_SCALING_STALENESS ("0,1"), BENCH_SKIP ("claims" or "scaling"), BENCH_SIGN_EVERY_LEASE (1: no sessions), BENCH_PROFILE (a folder: the
+ * coordinator writes a V8 CPU profile there).
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { cpus } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { secp256k1 } from '@noble/curves/secp256k1'
+import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts'
+import {
+  DEFAULT_VERIFICATION,
+  decodeTensorList,
+  encodeSubmission,
+  encodeUpdate,
+  examplesPerUnit,
+  sha256Hex,
+  signLeaseRequest,
+  signWorkClaim,
+  type ClaimDomainParams,
+  type Hash,
+  type JobSpec,
+  type LeaseResponse,
+  type TensorList,
+  type UpdateCompression,
+  type VerificationPolicy,
+  type WorkClaim,
+} from '../src/protocol/index.ts'
+import { fastWorkClaimDigest } from '../coordinator/verification/signerKeys.ts'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const RESULTS = join(ROOT, 'bench/results')
+const env = process.env
+const list = (value: string | undefined, fallback: string) => (value ?? fallback).split(',').map((s) => s.trim()).filter(Boolean)
+const CLAIM_SECONDS = Number(env.BENCH_THROUGHPUT_SECONDS ?? 5)
+const CLAIM_COUNTS = list(env.BENCH_THROUGHPUT_CONTRIBUTORS, '1,10,100,1000').map(Number)
+const STORES = list(env.BENCH_THROUGHPUT_STORES, 'pglite,postgres') as ('pglite' | 'postgres')[]
+const SCALING_SECONDS = Number(env.BENCH_SCALING_SECONDS ?? 15)
+const SCALING_COUNTS = list(env.BENCH_SCALING_CONTRIBUTORS, '1,4,16,64').map(Number)
+const SCALING_DELAY_MS = Number(env.BENCH_SCALING_DELAY_MS ?? 1000)
+const SCALING_STALENESS = list(env.BENCH_SCALING_STALENESS, '0,1').map(Number)
+const SKIP = new Set(list(env.BENCH_SKIP, ''))
+/** Sign every lease request instead of using sessions (the coordinator's path before sessions). */
+const SIGN_EVERY_LEASE = env.BENCH_SIGN_EVERY_LEASE === '1'
+const INT8: UpdateCompression = { kind: 'int8', blockSize: 256 }
+/** The claim path's target (issue 11): stated in the table, never asserted. */
+const TARGET_ROUND_TRIPS_PER_S = 2000
+const TARGET_COMPUTE_FRACTION = 0.9
+
+/**
+ * The updates are made up (one fixed update for every unit), so spot checks and canaries would catch
+ * them: the jobs run with the smallest positive check rate and no canaries (bench/verification.ts
+ * measures the checks).
+ */
+const NO_CHECKS: VerificationPolicy = { ...DEFAULT_VERIFICATION, initialCheckRate: 1e-9, floorCheckRate: 1e-9, canaryRate: 0 }
+
+// --- The coordinator's process ----------------------------------------------------------------------
+
+type ToServer = { type: 'createJob'; id: number; training: Partial<JobSpec['training']>; name: string } | { type: 'cpu'; id: number } | { type: 'stop'; id: number }
+type FromServer = { type: 'ready'; url: string; domain: ClaimDomainParams; coordinatorId: string } | { type: 'reply'; id: number; value: unknown; error?: string }
+
+async function serve(): Promise<void> {
+  const { startTemporaryCoordinator } = await import('../coordinator/testing/inProcess.ts')
+  const { buildMnistPreset } = await import('../coordinator/presets/mnist.ts')
+  const databaseUrl = env.BENCH_DATABASE_URL || undefined
+  const coordinator = await startTemporaryCoordinator({
+    databaseUrl,
+    chain: { mode: 'off', chainId: 31337, verifyingContract: '0x00000000000000000000000000000000000000B1' },
+  })
+  const preset = await buildMnistPreset({ paid: false })
+  const send = (message: FromServer) => process.send!(message)
+  process.on('message', async (message: ToServer) => {
+    try {
+      if (message.type === 'createJob') {
+        const spec: JobSpec = { ...preset.spec, name: message.name, training: { ...preset.spec.training, ...message.training }, verification: NO_CHECKS }
+        const jobId = await coordinator.jobs.createJob(spec, preset.blobs.values())
+        send({ type: 'reply', id: message.id, value: { jobId, spec, initialWeights: Array.from(preset.blobs.get(spec.model.initialWeights)!) } })
+      } else if (message.type === 'cpu') {
+        send({ type: 'reply', id: message.id, value: process.cpuUsage() })
+      } else {
+        await coordinator.dispose()
+        send({ type: 'reply', id: message.id, value: null })
+        process.exit(0)
+      }
+    } catch (error) {
+      send({ type: 'reply', id: message.id, value: null, error: (error as Error).stack ?? String(error) })
+    }
+  })
+  send({ type: 'ready', url: coordinator.url, domain: coordinator.jobs.domain, coordinatorId: (await (await fetch(`${coordinator.url}/api/info`)).json()).coordinatorId })
+}
+
+class Server {
+  private next = 0
+  private readonly pending = new Map<number, (m: FromServer & { type: 'reply' }) => void>()
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly url: string,
+    readonly domain: ClaimDomainParams,
+    readonly coordinatorId: string,
+  ) {
+    child.on('message', (m: FromServer) => {
+      if (m.type === 'reply') this.pending.get(m.id)?.(m)
+    })
+  }
+
+  static async start(databaseUrl: string | undefined, profileDir?: string): Promise<Server> {
+    const child = fork(fileURLToPath(import.meta.url), ['serve'], {
+      execArgv: ['--import', 'tsx', ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
+      env: { ...env, BENCH_DATABASE_URL: databaseUrl ?? '' },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    })
+    const ready = await new Promise<FromServer & { type: 'ready' }>((resolve, reject) => {
+      child.once('message', (m: FromServer) => (m.type === 'ready' ? resolve(m) : reject(new Error('unexpected message'))))
+      child.once('exit', (code) => reject(new Error(`the coordinator process exited (${code})`)))
+    })
+    return new Server(child, ready.url, ready.domain, ready.coordinatorId)
+  }
+
+  private call<T>(message: Omit<ToServer, 'id'>): Promise<T> {
+    const id = this.next++
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, (m) => {
+        this.pending.delete(id)
+        if (m.error) reject(new Error(m.error))
+        else resolve(m.value as T)
+      })
+      this.child.send({ ...message, id })
+    })
+  }
+
+  createJob(name: string, training: Partial<JobSpec['training']>) {
+    return this.call<{ jobId: Hash; spec: JobSpec; initialWeights: number[] }>({ type: 'createJob', name, training })
+  }
+
+  /** CPU seconds the coordinator's process has used so far (user + system). */
+  async cpuSeconds(): Promise<number> {
+    const { user, system } = await this.call<NodeJS.CpuUsage>({ type: 'cpu' })
+    return (user + system) / 1e6
+  }
+
+  async stop(): Promise<void> {
+    const exited = new Promise((resolve) => this.child.once('exit', resolve))
+    await this.call({ type: 'stop' })
+    await exited
+  }
+}
+
+// --- Simulated contributors ---------------------------------------------------------------------------
+
+/**
+ * A contributor as a page is one: a burner key, a signed lease request for its first lease and the
+ * session after that, a signed claim per unit. Claims are signed with noble directly over the EIP-712
+ * digest: the same deterministic (RFC 6979) signature bytes viem's signTypedData makes (checked once at
+ * start), at half the client CPU, which here is taken from the coordinator's share of the machine.
+ */
+class Contributor {
+  private session: string | null = null
+  private readonly key: Uint8Array
+
+  constructor(
+    readonly account: PrivateKeyAccount,
+    privateKey: Hash,
+    private readonly target: { url: string; domain: ClaimDomainParams; coordinatorId: string },
+  ) {
+    this.key = Uint8Array.from(Buffer.from(privateKey.slice(2), 'hex'))
+  }
+
+  signClaim(claim: WorkClaim): Hash {
+    const digest = fastWorkClaimDigest(claim, this.target.domain)
+    const sig = secp256k1.sign(digest.slice(2), this.key, { lowS: true })
+    return `0x${sig.toCompactHex()}${(27 + sig.recovery).toString(16)}` as Hash
+  }
+
+  async lease(jobId: Hash): Promise<LeaseResponse> {
+    const body = this.session
+      ? { session: this.session }
+      : await signLeaseRequest(this.account, { jobId, audience: this.target.coordinatorId, domain: this.target.domain })
+    const response = await fetch(`${this.target.url}/api/jobs/${jobId}/leases`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    const json = (await response.json()) as LeaseResponse & { session?: { token: string }; code?: string; message?: string }
+    if (!response.ok) {
+      if (this.session && json.code === 'stale_lease_request') {
+        this.session = null
+        return this.lease(jobId)
+      }
+      throw new Error(`lease refused: ${json.code}: ${json.message}`)
+    }
+    if (json.session && !SIGN_EVERY_LEASE) this.session = json.session.token
+    return json
+  }
+
+  async submit(lease: Extract<LeaseResponse, { status: 'leased' }>['lease'], update: { bytes: Uint8Array; hash: Hash }): Promise<{ ok: boolean; code?: string }> {
+    const claim: WorkClaim = { ...lease.unit, jobId: lease.unit.jobId as Hash, outputHash: update.hash, contributor: this.account.address, deviceClass: 'bench' }
+    const body = encodeSubmission({ claim, signature: this.signClaim(claim), trainLoss: 1 }, update.bytes)
+    const response = await fetch(`${this.target.url}/api/leases/${lease.id}/submission`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: body as BodyInit })
+    const json = (await response.json()) as { code?: string }
+    return response.ok ? { ok: true } : { ok: false, code: json.code }
+  }
+}
+
+async function contributors(n: number, target: Server): Promise<Contributor[]> {
+  return Array.from({ length: n }, () => {
+    const key = generatePrivateKey()
+    return new Contributor(privateKeyToAccount(key), key, target)
+  })
+}
+
+/** The made-up update every unit answers with: the model's shapes, small values, encoded as the job says. */
+function madeUpUpdate(initialWeights: Uint8Array, compression: UpdateCompression): { bytes: Uint8Array; hash: Hash } {
+  const initial = decodeTensorList(initialWeights)
+  const update: TensorList = { shapes: initial.shapes, values: initial.values.map((v) => v.map((_, i) => ((i % 7) - 3) * 1e-4)) }
+  const bytes = encodeUpdate(compression, update)
+  return { bytes, hash: sha256Hex(bytes) }
+}
+
+/** int8 when this coordinator takes int8 updates, else float32 (and the table says which). */
+async function probeCompression(server: Server): Promise<UpdateCompression> {
+  const { jobId, initialWeights } = await server.createJob('bench: compression probe', { unitsPerRound: 100, compression: INT8 })
+  const [c] = await contributors(1, server)
+  const response = await c!.lease(jobId)
+  if (response.status !== 'leased') throw new Error(`probe: expected a lease, got ${response.status}`)
+  const result = await c!.submit(response.lease, madeUpUpdate(Uint8Array.from(initialWeights), INT8))
+  if (!result.ok) console.log(`  int8 updates refused (${result.code}): measuring float32 updates`)
+  return result.ok ? INT8 : undefined
+}
+
+const percentile = (xs: number[], p: number) => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN
+}
+
+// --- 1. Claim path ----------------------------------------------------------------------------------
+
+interface ClaimRow {
+  store: string
+  contributors: number
+  roundTrips: number
+  refused: number
+  seconds: number
+  perSecond: number
+  p50Ms: number
+  p99Ms: number
+  /** CPU of the coordinator's process per round trip, and of this (client) process. */
+  serverCpuMsPerRoundTrip: number
+  clientCpuMsPerRoundTrip: number
+  updateBytes: number
+  compression: string
+}
+
+async function claimPath(store: string, server: Server, compression: UpdateCompression): Promise<ClaimRow[]> {
+  const rows: ClaimRow[] = []
+  for (const n of CLAIM_COUNTS) {
+    // A fresh job per row, its round as large as a job allows (10,000 units) so that it does not close
+    // within the row: every request is a lease and a claim check. A row that uses them all up ends early.
+    const { jobId, initialWeights } = await server.createJob(`bench: claim path, ${n} contributors`, {
+      unitsPerRound: 10_000,
+      ...(compression ? { compression } : {}),
+    })
+    const update = madeUpUpdate(Uint8Array.from(initialWeights), compression)
+    const crowd = await contributors(n, server)
+    // Every contributor's first (signed) lease is outside the timed window: sessions are the steady state.
+    const first = await Promise.all(crowd.map((c) => c.lease(jobId)))
+    await Promise.all(crowd.map((c, i) => (first[i]!.status === 'leased' ? c.submit((first[i] as Extract<LeaseResponse, { status: 'leased' }>).lease, update) : null)))
+    const latencies: number[] = []
+    let refused = 0
+    const cpu0 = await server.cpuSeconds()
+    const client0 = process.cpuUsage()
+    const start = performance.now()
+    const end = start + CLAIM_SECONDS * 1000
+    await Promise.all(
+      crowd.map(async (c) => {
+        while (performance.now() < end) {
+          const t0 = performance.now()
+          const response = await c.lease(jobId)
+          if (response.status !== 'leased') break // the round's units are all answered
+          const result = await c.submit(response.lease, update)
+          if (!result.ok) {
+            refused++
+            if (refused === 1) console.log(`  a submission was refused: ${result.code}`)
+          } else latencies.push(performance.now() - t0)
+        }
+      }),
+    )
+    const seconds = (performance.now() - start) / 1000
+    const serverCpu = (await server.cpuSeconds()) - cpu0
+    const clientCpu = process.cpuUsage(client0)
+    const row: ClaimRow = {
+      store,
+      contributors: n,
+      roundTrips: latencies.length,
+      refused,
+      seconds,
+      perSecond: latencies.length / seconds,
+      p50Ms: percentile(latencies, 0.5),
+      p99Ms: percentile(latencies, 0.99),
+      serverCpuMsPerRoundTrip: (1000 * serverCpu) / Math.max(1, latencies.length),
+      clientCpuMsPerRoundTrip: (clientCpu.user + clientCpu.system) / 1000 / Math.max(1, latencies.length),
+      updateBytes: update.bytes.byteLength,
+      compression: compression ? `int8/${compression.blockSize}` : 'float32',
+    }
+    rows.push(row)
+    console.log(`  ${store}, ${n} contributors: ${row.perSecond.toFixed(0)} round trips/s, p50 ${row.p50Ms.toFixed(1)} ms, p99 ${row.p99Ms.toFixed(1)} ms, coordinator ${row.serverCpuMsPerRoundTrip.toFixed(2)} ms CPU each`)
+  }
+  return rows
+}
+
+// --- 2. Scaling with fixed-delay contributors ----------------------------------------------------------
+
+interface ScalingRow {
+  store: string
+  maxStaleness: number
+  contributors: number
+  units: number
+  examples: number
+  seconds: number
+  examplesPerSecond: number
+  /** Mean over contributors of (time in the fixed-delay "compute") / (wall time of the session). */
+  computeFraction: number
+  roundsClosed: number
+  refused: number
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function scaling(store: string, server: Server, compression: UpdateCompression): Promise<ScalingRow[]> {
+  const rows: ScalingRow[] = []
+  for (const staleness of SCALING_STALENESS) {
+    for (const n of SCALING_COUNTS) {
+      const { jobId, spec, initialWeights } = await server.createJob(`bench: scaling, S=${staleness}, ${n} contributors`, {
+        maxStaleness: staleness,
+        totalRounds: 100_000,
+        ...(compression ? { compression } : {}),
+      })
+      const update = madeUpUpdate(Uint8Array.from(initialWeights), compression)
+      const crowd = await contributors(n, server)
+      const perUnit = examplesPerUnit(spec.training)
+      let units = 0
+      let refused = 0
+      let firstRound = Infinity
+      let lastRound = 0
+      const start = performance.now()
+      const end = start + SCALING_SECONDS * 1000
+      const computing = await Promise.all(
+        crowd.map(async (c) => {
+          let busy = 0
+          while (performance.now() < end) {
+            const response = await c.lease(jobId)
+            if (response.status === 'finished') break
+            if (response.status !== 'leased') {
+              await sleep(Math.min(response.retryAfterMs, Math.max(0, end - performance.now())))
+              continue
+            }
+            const t0 = performance.now()
+            await sleep(SCALING_DELAY_MS)
+            busy += performance.now() - t0
+            const result = await c.submit(response.lease, update)
+            if (result.ok) {
+              units++
+              firstRound = Math.min(firstRound, response.lease.unit.round)
+              lastRound = Math.max(lastRound, response.lease.unit.round)
+            } else refused++
+          }
+          return busy
+        }),
+      )
+      const seconds = (performance.now() - start) / 1000
+      const row: ScalingRow = {
+        store,
+        maxStaleness: staleness,
+        contributors: n,
+        units,
+        examples: units * perUnit,
+        seconds,
+        examplesPerSecond: (units * perUnit) / seconds,
+        computeFraction: computing.reduce((a, b) => a + b, 0) / (n * seconds * 1000),
+        roundsClosed: Number.isFinite(firstRound) ? lastRound - firstRound : 0,
+        refused,
+      }
+      rows.push(row)
+      console.log(`  ${store}, S=${staleness}, ${n} contributors: ${row.examplesPerSecond.toFixed(0)} examples/s, ${(100 * row.computeFraction).toFixed(0)}% computing, ${row.refused} refused`)
+    }
+  }
+  return rows
+}
+
+// --- Report -----------------------------------------------------------------------------------------
+
+function table(header: string[], rows: (string | number)[][]): string {
+  return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n')
+}
+
+async function checkSigningMatchesViem(domain: ClaimDomainParams): Promise<void> {
+  const key = generatePrivateKey()
+  const c = new Contributor(privateKeyToAccount(key), key, { url: '', domain, coordinatorId: '' })
+  const claim: WorkClaim = { jobId: `0x${'ab'.repeat(32)}`, round: 3, unit: 7, inputHash: `0x${'cd'.repeat(32)}`, outputHash: `0x${'ef'.repeat(32)}`, contributor: c.account.address, deviceClass: 'bench' }
+  const viem = await signWorkClaim(c.account, claim, domain)
+  if (viem.signature !== c.signClaim(claim)) throw new Error('the bench signs claims differently from viem')
+}
+
+async function main() {
+  await mkdir(RESULTS, { recursive: true })
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`
+  const claimRows: ClaimRow[] = []
+  const scalingRows: ScalingRow[] = []
+  const notes: string[] = []
+  for (const store of STORES) {
+    let postgres: { url: string; stop(): Promise<void> } | null = null
+    if (store === 'postgres') {
+      const { postgresUnavailableReason, startPostgresServer } = await import('../coordinator/testing/postgresServer.ts')
+      const reason = postgresUnavailableReason()
+      if (reason) {
+        notes.push(`PostgreSQL rows skipped: ${reason}.`)
+        continue
+      }
+      postgres = await startPostgresServer({ database: 'bench' })
+    }
+    try {
+      const server = await Server.start(postgres?.url, env.BENCH_PROFILE)
+      try {
+        await checkSigningMatchesViem(server.domain)
+        const compression = await probeCompression(server)
+        if (!SKIP.has('claims')) {
+          console.log(`claim path on ${store}…`)
+          claimRows.push(...(await claimPath(store, server, compression)))
+        }
+        if (!SKIP.has('scaling')) {
+          console.log(`scaling on ${store}…`)
+          scalingRows.push(...(await scaling(store, server, compression)))
+        }
+      } finally {
+        await server.stop()
+      }
+    } finally {
+      await postgres?.stop()
+    }
+  }
+
+  const md = [
+    '# Coordinator throughput',
+    '',
+    `Run ${new Date().toISOString()} on ${machine}. Reproduce with \`tsx bench/throughput.ts\` (part of \`npm run bench\`; environment variables in the file's header).`,
+    '',
+    'The coordinator runs in its own process; the simulated contributors run in the benchmark\'s process; both share this machine\'s cores. Jobs are volunteer copies of the MNIST preset with spot checks and canaries off (the updates are made up; bench/verification.md measures checks).',
+    '',
+    ...notes,
+    '',
+    '## Lease + submit round trips',
+    '',
+    `Each round trip: a lease request (a session from the contributor's first, signed, request), a unit leased in a transaction, an EIP-712 claim signed by the contributor, and a POST of the claim with a preset-sized update; the coordinator checks the claim's signature (against the contributor's known public key), the lease, round, input and output hash (SHA-256 in OpenSSL), decodes the update and checks shapes and finiteness, writes the blob and records the answer. Synchronous jobs with rounds too large to close: this is the claim path alone. ${CLAIM_SECONDS} s per row. **Target: ≥ ${TARGET_ROUND_TRIPS_PER_S} round trips/s** (issue 11).`,
+    '',
+    table(
+      ['store', 'contributors', 'update', 'round trips', 'round trips / s', 'p50', 'p99', 'coordinator CPU / round trip', 'client CPU / round trip', 'refused'],
+      claimRows.map((r) => [r.store, r.contributors, `${r.compression}, ${(r.updateBytes / 1024).toFixed(0)} KiB`, r.roundTrips, r.perSecond.toFixed(0), `${r.p50Ms.toFixed(1)} ms`, `${r.p99Ms.toFixed(1)} ms`, `${r.serverCpuMsPerRoundTrip.toFixed(2)} ms`, `${r.clientCpuMsPerRoundTrip.toFixed(2)} ms`, r.refused]),
+    ),
+    '',
+    `## Scaling: contributors whose compute is a fixed ${SCALING_DELAY_MS} ms delay`,
+    '',
+    `Each contributor loops lease → wait ${SCALING_DELAY_MS} ms ("compute") → sign → submit for ${SCALING_SECONDS} s; a contributor told to wait sleeps for the coordinator's retryAfterMs. Rounds close (aggregation and held-out evaluation run as in production). maxStaleness 0: synchronous rounds of K = 4 units; ≥ 1: asynchronous rounds that follow the live pool. computing = the mean over contributors of the share of their wall time spent in the delay. **Target: ≥ ${100 * TARGET_COMPUTE_FRACTION}% computing with 64 contributors; near-linear examples/s** (issue 11).`,
+    '',
+    table(
+      ['store', 'maxStaleness', 'contributors', 'units', 'examples / s', 'computing', 'rounds closed', 'refused'],
+      scalingRows.map((r) => [r.store, r.maxStaleness, r.contributors, r.units, r.examplesPerSecond.toFixed(0), `${(100 * r.computeFraction).toFixed(0)}%`, r.roundsClosed, r.refused]),
+    ),
+    '',
+  ].join('\n')
+  await writeFile(join(RESULTS, 'throughput.md'), md)
+  await writeFile(join(RESULTS, 'throughput.json'), JSON.stringify({ date: new Date().toISOString(), machine, claimPath: claimRows, scaling: scalingRows, notes }, null, 2))
+  console.log(md)
+}
+
+if (process.argv[2] === 'serve') await serve()
+else {
+  await main()
+  process.exit(0)
+}
