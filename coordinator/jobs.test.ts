@@ -705,9 +705,8 @@ for (const engine of TEST_ENGINES) {
         const ub = testUpdate(base.shapes, uniqueSeed())
         await ctx.submit({ lease: a, account: alice, update: ua })
 
-        // The K-th update is accepted (committed), then aggregation dies reading it. (Not the checkpoint: the
-        // aggregation thread, shared by the process, may hold that from an earlier test, checked by its hash.)
-        crashing.crashOn = hashTensorList(ub).hash
+        // The K-th update is accepted (committed), then aggregation dies reading the checkpoint.
+        crashing.crashOn = ctx.spec.model.initialWeights
         await expect(ctx.submit({ lease: b, account: bob, update: ub })).rejects.toThrow(/simulated crash/)
         let progress = await ctx.jobs.progress(ctx.jobId)
         expect(progress).toMatchObject({ round: 0, acceptedThisRound: 2, acceptedUnits: 2, history: [] })

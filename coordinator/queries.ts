@@ -1,7 +1,8 @@
 import { getAddress, type Address } from 'viem'
-import { verificationPolicy, type Hash, type JobProgress, type JobSummary, type UnitRecord } from '../src/protocol/index.ts'
+import { isAsynchronous, verificationPolicy, type Hash, type JobProgress, type JobSummary, type UnitRecord } from '../src/protocol/index.ts'
 import type { JobContext } from './context.ts'
 import { CoordinatorError } from './errors.ts'
+import { asyncRoundIntake } from './rounds.ts'
 import { jobRow, type JobRow, type UnitRow } from './rows.ts'
 import { readReputations, reputationView } from './verification/reputation.ts'
 
@@ -60,6 +61,8 @@ export async function jobProgress(ctx: JobContext, jobId: string): Promise<JobPr
     ),
   ])
   const policy = verificationPolicy(job.spec)
+  const asynchronous = isAsynchronous(job.spec.training)
+  const intake = asynchronous ? await asyncRoundIntake(ctx, job) : null
   const reputations = await readReputations(ctx.db, contributors.map((c) => c.contributor))
   return {
     jobId: job.id,
@@ -67,7 +70,9 @@ export async function jobProgress(ctx: JobContext, jobId: string): Promise<JobPr
     round: job.round,
     rounds: job.spec.training.rounds,
     unitsPerRound: job.spec.training.unitsPerRound,
-    acceptedThisRound: Number(current[0]?.count ?? 0),
+    acceptedThisRound: intake ? intake.ready.length : Number(current[0]?.count ?? 0),
+    roundSize: intake ? intake.needed : job.spec.training.unitsPerRound,
+    asynchronous,
     acceptedUnits: Number(total[0]?.count ?? 0),
     checkpoint: job.checkpoint,
     initial:
@@ -114,7 +119,7 @@ export async function unitRecord(ctx: JobContext, jobId: string, roundInput: unk
     throw new CoordinatorError('malformed_request', 'round and unit must be non-negative integers')
   }
   const job = await jobRow(ctx.db, jobId)
-  const [unit] = await ctx.db.query<UnitRow>(`SELECT * FROM units WHERE job_id = $1 AND round = $2 AND unit = $3`, [job.id, round, index])
+  const [unit] = await ctx.db.query<UnitRow & { inner_steps: number | null }>(`SELECT * FROM units WHERE job_id = $1 AND round = $2 AND unit = $3`, [job.id, round, index])
   if (!unit) throw new CoordinatorError('unit_not_found', `job ${job.id} has no unit ${index} in round ${round}`)
   let inputHash = job.checkpoint
   if (round < job.round) {
@@ -126,7 +131,8 @@ export async function unitRecord(ctx: JobContext, jobId: string, roundInput: unk
   const [primary] = accepted && unit.lease_id ? await ctx.db.query<{ verdict: string }>(`SELECT verdict FROM attempts WHERE lease_id = $1`, [unit.lease_id]) : []
   const rejected = primary?.verdict === 'rejected' || primary?.verdict === 'dropped' || primary?.verdict === 'inconclusive'
   return {
-    unit: { jobId: job.id, round, unit: index, inputHash },
+    // With the H it was issued with, so a verifier re-executes the same computation.
+    unit: { jobId: job.id, round, unit: index, inputHash, ...(unit.inner_steps == null ? {} : { innerSteps: Number(unit.inner_steps) }) },
     status: checking ? 'checking' : rejected ? 'rejected' : unit.status,
     outputHash: accepted ? unit.output_hash : null,
     contributor: accepted && unit.leased_to ? getAddress(unit.leased_to) : null,

@@ -77,14 +77,14 @@ async function roundReady(db: Queryable, job: JobRow, round: number): Promise<bo
 }
 
 /**
- * The answers an asynchronous round would take in if it closed now, or null while it should wait: settled
- * answers not yet averaged, of units at most S rounds old (an answer under check waits for its verdict), once
- * there are at least max(K, live pool) of them. The live pool is every address holding a live primary lease
+ * What an asynchronous round would take in if it closed now, and how many answers it waits for: settled
+ * answers not yet averaged, of units at most S rounds old (an answer under check waits for its verdict); it
+ * closes once there are at least max(K, live pool) of them. The live pool is every address holding a live primary lease
  * or waiting with a settled answer: in steady state each contributor has done one unit per round, so a round
  * lasts about one unit's time whatever the pool's size, and answers are at most about a round stale. A tab
  * that vanished leaves the pool when its lease runs out.
  */
-async function asyncRoundIntake(ctx: JobContext, job: JobRow): Promise<AttemptRow[] | null> {
+export async function asyncRoundIntake(ctx: JobContext, job: JobRow): Promise<{ ready: AttemptRow[]; needed: number }> {
   const ready = await ctx.db.query<AttemptRow>(
     `SELECT a.* FROM units u JOIN attempts a ON a.lease_id = u.lease_id
       WHERE u.job_id = $1 AND u.status = 'accepted' AND u.applied_round IS NULL AND u.round >= $2
@@ -93,13 +93,12 @@ async function asyncRoundIntake(ctx: JobContext, job: JobRow): Promise<AttemptRo
       ORDER BY u.round, u.unit`,
     [job.id, job.round - maxStaleness(job.spec.training)],
   )
-  if (ready.length < job.spec.training.unitsPerRound) return null
   const live = await ctx.db.query<{ contributor: string }>(
     `SELECT DISTINCT contributor FROM attempts WHERE job_id = $1 AND kind = 'primary' AND status = 'leased' AND expires_at > $2`,
     [job.id, ctx.now()],
   )
   const pool = new Set([...live.map((l) => l.contributor), ...ready.map((a) => a.contributor)])
-  return ready.length >= Math.max(job.spec.training.unitsPerRound, pool.size) ? ready : null
+  return { ready, needed: Math.max(job.spec.training.unitsPerRound, pool.size) }
 }
 
 /**
@@ -119,8 +118,8 @@ export async function closeRound(ctx: JobContext, jobId: Hash, which: number | '
     let primaries: AttemptRow[]
     if (isAsynchronous(job.spec.training)) {
       const intake = await asyncRoundIntake(ctx, job)
-      if (!intake) return false
-      primaries = intake
+      if (intake.ready.length < intake.needed) return false
+      primaries = intake.ready
     } else {
       if (!(await roundReady(ctx.db, job, round))) return false
       primaries = await averagedPrimaries(ctx.db, job, round)

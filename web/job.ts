@@ -34,7 +34,14 @@ function showSetup(job: JobDetail) {
   $('setup').querySelector('tbody')!.replaceChildren(
     cells(['Data', `${job.spec.data.name}: ${job.spec.data.train.count} training, ${job.spec.data.heldOut.count} held-out examples`]),
     cells(['Inner optimizer', `${t.innerOptimizer}, learning rate ${t.learningRate}, batch ${t.batchSize}, ${t.innerSteps} steps per unit`]),
-    cells(['Rounds', `${t.rounds} rounds of ${t.unitsPerRound} units, outer ${t.outerOptimizer} (lr ${t.outerLearningRate})`]),
+    cells([
+      'Rounds',
+      (t.maxStaleness
+        ? `${t.rounds} asynchronous rounds of at least ${t.unitsPerRound} units, one per live contributor (answers up to ${t.maxStaleness} round(s) late)`
+        : `${t.rounds} rounds of ${t.unitsPerRound} units`) +
+        `, outer ${t.outerOptimizer}${t.outerOptimizer === 'nesterov' ? ` (lr ${t.outerLearningRate}, momentum ${t.outerMomentum ?? 0.9})` : ` (lr ${t.outerLearningRate})`}` +
+        (t.compression ? `, updates sent as int8 (blocks of ${t.compression.blockSize})` : ''),
+    ]),
     cells(['Leases', `${t.leaseTtlSeconds} s before a unit goes back to the queue`]),
     cells(['Kernels', job.spec.kernelBundle]),
   )
@@ -64,7 +71,7 @@ function showProgress(p: JobProgress) {
   showPace(p)
   $('status').textContent = p.status
   $('round').textContent = `${p.round} / ${p.rounds}`
-  $('this-round').textContent = `${p.acceptedThisRound} / ${p.unitsPerRound}`
+  $('this-round').textContent = `${p.acceptedThisRound} / ${p.roundSize}`
   $('accepted').textContent = String(p.acceptedUnits)
   $('contributor-count').textContent = String(p.contributors.length)
   $('checkpoint').textContent = shortHash(p.checkpoint, 18)

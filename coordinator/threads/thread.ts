@@ -47,8 +47,9 @@ const port = parentPort
 const pendingBlobs = new Map<number, { resolve: (bytes: Uint8Array) => void; reject: (error: Error) => void }>()
 let nextBlobRequest = 0
 
-const source = memoryCached({
-    get(hash) {
+/** Asks the main thread for a blob and checks it against its hash. */
+const fetchBlob = {
+    get(hash: Hash) {
       const requestId = nextBlobRequest++
       return new Promise<Uint8Array>((resolve, reject) => {
         pendingBlobs.set(requestId, {
@@ -63,7 +64,10 @@ const source = memoryCached({
         port.postMessage({ type: 'blob', requestId, hash } satisfies FromThread)
       })
     },
-  })
+  }
+// Units and held-out sets reuse blobs (a job's shards, a round's checkpoint); a round close reads each
+// checkpoint and update once, fresh from the main thread's store.
+const source = memoryCached(fetchBlob)
 const runner = createUnitRunner(source)
 const runtimes = new JobRuntimes(source)
 
@@ -90,7 +94,7 @@ async function compute(id: number, spec: JobSpec, unit: WorkUnit): Promise<void>
 
 async function aggregate(id: number, request: AggregateRequest): Promise<void> {
   try {
-    const result = await computeAggregate(request, (hash) => source.get(hash), runtimes)
+    const result = await computeAggregate(request, (hash) => fetchBlob.get(hash), runtimes)
     // Copies go over: the blob cache may still hold the bytes the result was computed from.
     port.postMessage({ type: 'aggregated', id, result } satisfies FromThread)
   } catch (error) {

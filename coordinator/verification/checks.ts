@@ -2,6 +2,7 @@ import {
   compareAnswers,
   comparisonRule,
   decodeUpdate,
+  innerStepsOfExamples,
   isAsynchronous,
   verificationPolicy,
   type Hash,
@@ -122,7 +123,8 @@ export async function runReferee(ctx: JobContext, jobId: Hash, round: number, in
     if (!unit?.lease_id || unit.check_status !== 'referee') return
     const [primary] = await ctx.db.query<AttemptRow>(`SELECT * FROM attempts WHERE lease_id = $1`, [unit.lease_id])
     if (!primary?.output_hash) return
-    const result = await ctx.referee.compute(job.spec, { jobId, round, unit: index, inputHash: primary.input_hash })
+    // The unit as its primary computed it, with the H it was sized to (its examples are H × B).
+    const result = await ctx.referee.compute(job.spec, { jobId, round, unit: index, inputHash: primary.input_hash, ...innerStepsOfExamples(primary.examples, job.spec.training) })
     await ctx.blobs.put(result.updateBytes, result.outputHash)
     await ctx.db.query(`UPDATE units SET referee_hash = $4, referee_class = $5 WHERE job_id = $1 AND round = $2 AND unit = $3`, [
       jobId,
@@ -213,7 +215,13 @@ export async function judgeAlone(ctx: JobContext, attempt: AttemptRow): Promise<
     if (current?.verdict !== 'pending') return
     if (!ctx.referee) return settleInconclusive(ctx, attempt, 'its primary was removed and no referee can judge it alone')
     const job = await jobRow(ctx.db, attempt.job_id)
-    const result = await ctx.referee.compute(job.spec, { jobId: attempt.job_id, round: attempt.round, unit: attempt.unit, inputHash: attempt.input_hash })
+    const result = await ctx.referee.compute(job.spec, {
+      jobId: attempt.job_id,
+      round: attempt.round,
+      unit: attempt.unit,
+      inputHash: attempt.input_hash,
+      ...innerStepsOfExamples(attempt.examples, job.spec.training),
+    })
     await ctx.blobs.put(result.updateBytes, result.outputHash)
     const verdict = await agreement(ctx, job.spec, { hash: attempt.output_hash!, deviceClass: attempt.device_class! }, { hash: result.outputHash, deviceClass: result.deviceClass })
     if (verdict.agree) {

@@ -195,7 +195,15 @@ export interface JobProgress {
   round: number
   rounds: number
   unitsPerRound: number
+  /** Settled answers waiting for the current round's close. */
   acceptedThisRound: number
+  /**
+   * Answers that close the current round: K for a synchronous job; max(K, live contributors) for an
+   * asynchronous one, whose rounds follow the pool.
+   */
+  roundSize: number
+  /** The job's rounds follow its live pool (spec.training.maxStaleness ≥ 1). */
+  asynchronous: boolean
   acceptedUnits: number
   checkpoint: Hash
   /** Held-out metrics of the initial checkpoint (round 0 before any training). */
