@@ -145,13 +145,14 @@ export class JobService {
   /**
    * Leases a unit of the job's current round to `contributorInput`, an address the caller has already
    * authenticated (the HTTP edge checks the signed lease request: coordinator/verification/identity.ts).
-   * `referrer` is the site the signed request names (a widget's host), recorded with the attempt.
+   * `referrer` is the site the signed request names (a widget's host), recorded with the attempt;
+   * `innerSteps` the H it asks for (clamped to the job's bounds, leasing.ts).
    */
-  async lease(jobId: string, contributorInput: unknown, referrer: Address | null = null): Promise<LeaseResponse> {
+  async lease(jobId: string, contributorInput: unknown, referrer: Address | null = null, innerSteps: number | null = null): Promise<LeaseResponse> {
     if (typeof contributorInput !== 'string' || !isAddress(contributorInput, { strict: false })) {
       throw new CoordinatorError('malformed_request', 'contributor must be a 20-byte hex address')
     }
-    return leaseUnit(this.ctx, jobId, getAddress(contributorInput), referrer)
+    return leaseUnit(this.ctx, jobId, getAddress(contributorInput), referrer, innerSteps)
   }
 
   /** Hands a live lease back: its unit is leasable again at once, and nothing counts against the holder. */
@@ -168,7 +169,7 @@ export class JobService {
   }
 
   /** Aggregates a round if it is complete (every unit answered, every check settled). */
-  async closeRound(jobId: Hash, round: number): Promise<void> {
+  async closeRound(jobId: Hash, round: number | 'current'): Promise<void> {
     await closeRound(this.ctx, jobId, round)
   }
 

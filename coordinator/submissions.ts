@@ -114,13 +114,14 @@ export async function submitAnswer(ctx: JobContext, leaseId: string, body: Uint8
   if (!isPrimary) await settlePeerCheck(ctx, after)
   else if (decision === 'referee') void runReferee(ctx, job!.id, claim.round, claim.unit)
   // The check's settlement may already have closed the round; either way the answer closed it.
-  if (isAsynchronous(spec.training) && ctx.roundLock.busy(job!.id)) {
-    // A close (or rebuild) is under way: this answer waits for the next round. The contributor is answered
-    // now rather than after the close, and the close is tried again behind the running one.
+  if (isAsynchronous(spec.training)) {
+    // The contributor is answered now, not after the close its answer may complete (a close is hundreds of
+    // milliseconds of averaging and evaluation; asynchronous contributors have their next unit already).
+    // A close under way takes this answer in at the next one, tried behind it.
     void closeRound(ctx, job!.id, 'current').catch((error: unknown) => ctx.log(`closing after a submission failed: ${String(error)}`))
     return { accepted: true, round: claim.round, unit: claim.unit, roundClosed: false }
   }
-  const roundClosed = (await closeRound(ctx, job!.id, isAsynchronous(spec.training) ? 'current' : claim.round)) ||
+  const roundClosed = (await closeRound(ctx, job!.id, claim.round)) ||
     (await jobRow(db, job!.id)).round > claim.round
   return { accepted: true, round: claim.round, unit: claim.unit, roundClosed }
 }
