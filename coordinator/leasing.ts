@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Address } from 'viem'
 import {
   isAsynchronous,
+  issuedInnerSteps,
   maxStaleness,
   stakeNeeded,
   verificationPolicy,
@@ -48,8 +49,17 @@ export const MAX_UNITS_PER_ROUND = 10_000
  * whose lease ran out. A check's lease is the same as any other, so the checker cannot tell.
  * `referrer`, signed by the contributor in its lease request, is recorded with the attempt: the unit's pay
  * is split with it when an epoch pays the attempt (settlement/earnings.ts).
+ * `askedInnerSteps`, the H the contributor sized to its device (signed too), is clamped to the job's
+ * [innerSteps, maxInnerSteps] and recorded on the unit (units.inner_steps, null for the job's own H); a
+ * check of that unit is issued with the same H, so it re-executes the same computation.
  */
-export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Address, referrer: Address | null = null): Promise<LeaseResponse> {
+export async function leaseUnit(
+  ctx: JobContext,
+  jobId: string,
+  contributor: Address,
+  referrer: Address | null = null,
+  askedInnerSteps: number | null = null,
+): Promise<LeaseResponse> {
   const job = await jobRow(ctx.db, jobId)
   if (job.status === 'finished') return { status: 'finished' }
   // The owner's word (coordinator/owner.ts): no new unit. Leases already out may still be answered.
@@ -80,6 +90,7 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
   const maxLive = probation ? 1 : policy.maxLiveLeases
   const ttlMs = (job.spec.training.leaseTtlSeconds * 1000) / (probation ? PROBATION_TTL_SHARE : 1)
   const leaseId = randomUUID()
+  const issuedH = issuedInnerSteps(job.spec.training, askedInnerSteps)
   const leased = await ctx.db.transaction(async (tx) => {
     // Counted under a lock per (job, address), inside the transaction that takes the unit: concurrent
     // requests of one address are serialised, so the cap holds however many arrive at once.
@@ -98,17 +109,17 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
     // never both take one check (the second one's NOT EXISTS sees the first's live attempt).
     // A primary trains from the current checkpoint; a check (asynchronous jobs may check a unit of an
     // earlier round) from the checkpoint its unit was issued with.
-    const record = async (unit: number, kind: 'primary' | 'check', round = job.round, inputHash: Hash = job.checkpoint) => {
+    const record = async (unit: number, kind: 'primary' | 'check', innerSteps: number | null, round = job.round, inputHash: Hash = job.checkpoint) => {
       await tx.query(
         `INSERT INTO attempts (lease_id, job_id, round, unit, contributor, kind, issued_at, expires_at, input_hash, referrer)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
         [leaseId, job.id, round, unit, contributor, kind, now, now + ttlMs, inputHash, referrer],
       )
-      return { unit, kind, round, inputHash }
+      return { unit, kind, round, inputHash, innerSteps }
     }
     // A check: a unit whose answer waits for a second opinion from an address that has not answered it.
     // A third run in the primary's device class goes only to an address whose last answer was of that class.
-    const [check] = await tx.query<UnitRow & { input_hash: Hash }>(
+    const [check] = await tx.query<UnitRow & { input_hash: Hash; inner_steps: number | null }>(
       `SELECT u.*, (SELECT p.input_hash FROM attempts p WHERE p.lease_id = u.lease_id) AS input_hash FROM units u
         WHERE u.job_id = $1 AND u.round BETWEEN $2::int - $5::int AND $2 AND u.status = 'accepted' AND u.check_status = 'wanted'
           AND (u.check_kind = 'peer' OR (u.check_kind = 'class' AND u.check_class = (
@@ -120,7 +131,7 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
         FOR UPDATE OF u SKIP LOCKED`,
       [job.id, job.round, contributor, now, maxStaleness(job.spec.training)],
     )
-    if (check) return record(check.unit, 'check', Number(check.round), check.input_hash)
+    if (check) return record(check.unit, 'check', check.inner_steps == null ? null : Number(check.inner_steps), Number(check.round), check.input_hash)
     // Open units first, in index order, then units whose lease ran out. Two index range scans instead of
     // one OR over the whole round, so a lease costs the same with K = 4 or K = 10,000.
     const take = (condition: string, params: unknown[]) =>
@@ -131,22 +142,22 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
             ORDER BY unit LIMIT 1
             FOR UPDATE SKIP LOCKED)
          UPDATE units u SET status = 'leased', lease_id = $3, leased_to = $4, lease_expires_at = $5,
-                leases_issued = u.leases_issued + 1
+                leases_issued = u.leases_issued + 1, inner_steps = $${params.length + 6}::int
            FROM candidate c
           WHERE u.job_id = c.job_id AND u.round = c.round AND u.unit = c.unit
          RETURNING u.*, c.previous_lease, c.previous_holder`,
-        [job.id, job.round, leaseId, contributor, now + ttlMs, ...params],
+        [job.id, job.round, leaseId, contributor, now + ttlMs, ...params, issuedH],
       )
     // Asynchronous rounds follow the pool: when no unit is left to take, a new one is made for the asker.
     // Its index is the round's next; the job-wide lock orders concurrent creations.
     const create = async () => {
       await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1), $2)`, [job.id, job.round])
       return tx.query<UnitRow & { previous_lease: string | null; previous_holder: string | null }>(
-        `INSERT INTO units (job_id, round, unit, status, lease_id, leased_to, lease_expires_at, leases_issued)
-         SELECT $1, $2, coalesce(max(unit), -1) + 1, 'leased', $3, $4, $5, 1 FROM units WHERE job_id = $1 AND round = $2
+        `INSERT INTO units (job_id, round, unit, status, lease_id, leased_to, lease_expires_at, leases_issued, inner_steps)
+         SELECT $1, $2, coalesce(max(unit), -1) + 1, 'leased', $3, $4, $5, 1, $7::int FROM units WHERE job_id = $1 AND round = $2
          HAVING coalesce(max(unit), -1) + 1 < $6
          RETURNING *, NULL::text AS previous_lease, NULL::text AS previous_holder`,
-        [job.id, job.round, leaseId, contributor, now + ttlMs, MAX_UNITS_PER_ROUND],
+        [job.id, job.round, leaseId, contributor, now + ttlMs, MAX_UNITS_PER_ROUND, issuedH],
       )
     }
     let rows = await take(`status = 'open'`, [])
@@ -162,7 +173,7 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
       const expired = await tx.query(`UPDATE attempts SET status = 'expired' WHERE lease_id = $1 AND status = 'leased' RETURNING lease_id`, [row.previous_lease])
       if (expired.length && row.previous_holder) await recordReputation(tx, row.previous_holder, 'abandoned', now)
     }
-    return record(row.unit, 'primary')
+    return record(row.unit, 'primary', issuedH)
   })
   if (leased) {
     return {
@@ -171,7 +182,7 @@ export async function leaseUnit(ctx: JobContext, jobId: string, contributor: Add
         id: leaseId,
         contributor,
         expiresAt: now + ttlMs,
-        unit: { jobId: job.id, round: leased.round, unit: leased.unit, inputHash: leased.inputHash },
+        unit: { jobId: job.id, round: leased.round, unit: leased.unit, inputHash: leased.inputHash, ...(leased.innerSteps ? { innerSteps: leased.innerSteps } : {}) },
       },
     }
   }

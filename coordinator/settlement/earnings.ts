@@ -1,11 +1,13 @@
 import { getAddress, type Address } from 'viem'
-import { splitReferredPrice, type Hash, type PaymentTerms } from '../../src/protocol/index.ts'
+import { splitReferredPrice, unitPrice, type Hash, type PaymentTerms } from '../../src/protocol/index.ts'
 import type { Queryable } from '../db.ts'
 
 /** A paid job whose escrow epochs may charge, as last read from the chain. */
 export interface FundedJob {
   id: Hash
   payment: PaymentTerms
+  /** Examples in a unit of the job's own H: `pricePerUnit` buys that many (a unit sized to a device is paid by its examples). */
+  examplesPerUnit: number
   /** What the named requester's escrow received. */
   deposited: bigint
   /** What posted roots charged it. */
@@ -31,7 +33,8 @@ export const PAYABLE = `status = 'submitted' AND verdict IN ('unchecked', 'passe
 
 /**
  * What every account has earned from payable attempts (see PAYABLE) of funded jobs: each pays its job's
- * price to the address that signed it, checks included. An attempt leased with a referrer (the site
+ * price to the address that signed it, checks included, in proportion to the examples it trained
+ * (`unitPrice`: a unit of the job's own H earns `pricePerUnit`). An attempt leased with a referrer (the site
  * whose widget the contributor trained from, named in its signed lease request) splits that price:
  * `splitReferredPrice` gives the referrer its share and the contributor the rest, so the escrow is charged
  * the price once either way.
@@ -62,27 +65,28 @@ export async function computeEarnings(
   for (const [job, accounts] of floors) accountTotals.set(job, new Map(accounts))
 
   if (jobs.length > 0) {
-    const rows = await db.query<{ job_id: Hash; contributor: string; referrer: string | null }>(
-      `SELECT job_id, contributor, referrer FROM attempts
+    const rows = await db.query<{ job_id: Hash; contributor: string; referrer: string | null; examples: number | null }>(
+      `SELECT job_id, contributor, referrer, examples FROM attempts
         WHERE job_id = ANY($1::text[]) AND ${PAYABLE} AND epoch IS NOT NULL
         ORDER BY job_id, submitted_at, round, unit, lease_id`,
       [jobs.map((j) => j.id)],
     )
-    const byJob = new Map<Hash, Array<{ contributor: Address; referrer: Address | null }>>()
+    const byJob = new Map<Hash, Array<{ contributor: Address; referrer: Address | null; examples: number | null }>>()
     for (const row of rows) {
       let list = byJob.get(row.job_id)
       if (!list) byJob.set(row.job_id, (list = []))
-      list.push({ contributor: getAddress(row.contributor), referrer: row.referrer ? getAddress(row.referrer) : null })
+      list.push({ contributor: getAddress(row.contributor), referrer: row.referrer ? getAddress(row.referrer) : null, examples: row.examples === null ? null : Number(row.examples) })
     }
     for (const job of jobs) {
-      const price = BigInt(job.payment.pricePerUnit)
-      const split = splitReferredPrice(price)
+      const basePrice = BigInt(job.payment.pricePerUnit)
       const floor = floors.get(job.id) ?? new Map<Address, bigint>()
       const amounts = new Map<Address, bigint>(floor)
       const budget = job.refunded ? job.charged : job.deposited
       let left = budget - [...floor.values()].reduce((a, b) => a + b, 0n)
       const seen = new Map<Address, bigint>()
       for (const attempt of byJob.get(job.id) ?? []) {
+        const price = unitPrice(basePrice, attempt.examples, job.examplesPerUnit)
+        const split = splitReferredPrice(price)
         if (left < price) break
         // Each credit (the contributor's pay, and the referrer's share when there is one) meets the
         // account's floor on its own, in the same order every time, so recomputing gives the same totals.
@@ -144,21 +148,22 @@ export async function bannedAddresses(db: Queryable): Promise<Set<Address>> {
  * posted root: its own units (less the referrer's share where one was named) and its share of the units
  * it referred.
  */
-export async function earnedBy(db: Queryable, account: Address, jobs: Array<{ id: Hash; payment: PaymentTerms }>): Promise<bigint> {
+export async function earnedBy(db: Queryable, account: Address, jobs: Array<Pick<FundedJob, 'id' | 'payment' | 'examplesPerUnit'>>): Promise<bigint> {
   if (jobs.length === 0) return 0n
-  const rows = await db.query<{ job_id: Hash; own: string; own_referred: string; referred: string }>(
-    `SELECT job_id,
+  const rows = await db.query<{ job_id: Hash; examples: number | null; own: string; own_referred: string; referred: string }>(
+    `SELECT job_id, examples,
             count(*) FILTER (WHERE lower(contributor) = lower($1) AND referrer IS NULL) AS own,
             count(*) FILTER (WHERE lower(contributor) = lower($1) AND referrer IS NOT NULL) AS own_referred,
             count(*) FILTER (WHERE lower(referrer) = lower($1)) AS referred
        FROM attempts
       WHERE ${PAYABLE} AND (lower(contributor) = lower($1) OR lower(referrer) = lower($1)) AND job_id = ANY($2::text[])
-      GROUP BY job_id`,
+      GROUP BY job_id, examples`,
     [getAddress(account), jobs.map((j) => j.id)],
   )
-  const price = new Map(jobs.map((j) => [j.id, BigInt(j.payment.pricePerUnit)]))
+  const byId = new Map(jobs.map((j) => [j.id, j]))
   return rows.reduce((sum, r) => {
-    const p = price.get(r.job_id)!
+    const job = byId.get(r.job_id)!
+    const p = unitPrice(BigInt(job.payment.pricePerUnit), r.examples === null ? null : Number(r.examples), job.examplesPerUnit)
     const split = splitReferredPrice(p)
     return sum + BigInt(r.own) * p + BigInt(r.own_referred) * split.contributor + BigInt(r.referred) * split.referrer
   }, 0n)

@@ -1,6 +1,6 @@
 import { formatUnits, getAddress, type Address, type Hex, type PublicClient } from 'viem'
 import { jobEscrowAbi } from '../../contracts/generated/index.ts'
-import { isAsynchronous, type ChainInfo, type Hash, type JobPayment, type JobSpec, type PaymentTerms } from '../../src/protocol/index.ts'
+import { examplesPerUnit, isAsynchronous, unitPrice, type ChainInfo, type Hash, type JobPayment, type JobSpec, type PaymentTerms } from '../../src/protocol/index.ts'
 import type { Database, Queryable } from '../db.ts'
 import type { JobPayments } from '../jobs.ts'
 import { PAYABLE, type FundedJob } from './earnings.ts'
@@ -9,7 +9,8 @@ import { PAYABLE, type FundedJob } from './earnings.ts'
  * What a paid job owes its contributors now, the one home of that rule (the job page's escrow, the budget
  * floor of owner actions and the closing of escrows all read it):
  * - `payable`: every payable answer (earnings.ts PAYABLE: submitted and unchecked or passed, checks
- *   included) at the job's price, as epochs pay them;
+ *   included) at the job's price, as epochs pay them (a unit sized to its contributor's device by the
+ *   examples it trained, `unitPrice`);
  * - `earned`: that, never less than what posted roots already charged (an answer dropped after its charge
  *   stays paid for) and never more than `spendable`;
  * - `spendable`: what units may be paid from, the escrow or the owner's cap on it if lower.
@@ -165,7 +166,14 @@ export class EscrowWatcher implements JobPayments {
         // owed when the cap was set, coordinator/owner.ts).
         const deposited = BigInt(r.deposited)
         const cap = caps.get(r.job_id) ?? null
-        return { id: r.job_id, payment: r.spec.payment!, deposited: cap !== null && cap < deposited ? cap : deposited, charged: BigInt(r.charged), refunded: r.refunded }
+        return {
+          id: r.job_id,
+          payment: r.spec.payment!,
+          examplesPerUnit: examplesPerUnit(r.spec.training),
+          deposited: cap !== null && cap < deposited ? cap : deposited,
+          charged: BigInt(r.charged),
+          refunded: r.refunded,
+        }
       })
   }
 
@@ -182,13 +190,21 @@ export class EscrowWatcher implements JobPayments {
   async obligations(jobId: Hash, payment: PaymentTerms, state?: FundingState): Promise<JobObligations> {
     const escrow = state ?? (await this.state(jobId))
     const [payable, caps, charged] = await Promise.all([
-      this.options.db.query<{ n: string }>(`SELECT count(*) AS n FROM attempts WHERE job_id = $1 AND ${PAYABLE}`, [jobId]),
+      // Grouped by examples: a unit sized to its contributor's device is paid by the examples it trained.
+      this.options.db.query<{ examples: number | null; n: string; training: JobSpec['training'] }>(
+        `SELECT examples, count(*) AS n, (SELECT spec->'training' FROM jobs WHERE id = $1) AS training
+           FROM attempts WHERE job_id = $1 AND ${PAYABLE} GROUP BY examples`,
+        [jobId],
+      ),
       this.budgetCaps([jobId]),
       this.options.charged(jobId),
     ])
     const budgetCap = caps.get(jobId) ?? null
     const spendable = budgetCap !== null && budgetCap < escrow.deposited ? budgetCap : escrow.deposited
-    const payableTotal = BigInt(payable[0]?.n ?? 0) * BigInt(payment.pricePerUnit)
+    const payableTotal = payable.reduce(
+      (sum, r) => sum + BigInt(r.n) * unitPrice(BigInt(payment.pricePerUnit), r.examples === null ? null : Number(r.examples), examplesPerUnit(r.training)),
+      0n,
+    )
     const capped = payableTotal < spendable ? payableTotal : spendable
     return { payable: payableTotal, charged, earned: capped > charged ? capped : charged, spendable, budgetCap }
   }
@@ -208,9 +224,13 @@ export class EscrowWatcher implements JobPayments {
     // A synchronous round needs all K of its units, so a round is started only if the escrow pays for the
     // whole of it. An asynchronous job has no fixed round size: a unit is issued only if the escrow pays for
     // what is owed, every lease still out (each may become a payable answer) and this one.
+    // A unit may be sized up to maxInnerSteps by its contributor and is paid by its examples: count each
+    // unit still to be answered at the most it can cost.
+    const { training } = job.spec
+    const unitCost = unitPrice(BigInt(payment.pricePerUnit), (training.maxInnerSteps ?? training.innerSteps) * training.batchSize, examplesPerUnit(training))
     const neededThroughRound = isAsynchronous(job.spec.training)
-      ? (await this.obligations(job.id, payment, state)).payable + BigInt((await workInFlight(this.options.db, job.id, (this.options.now ?? Date.now)())).leases + 1) * BigInt(payment.pricePerUnit)
-      : BigInt(job.round + 1) * BigInt(job.spec.training.unitsPerRound) * BigInt(payment.pricePerUnit)
+      ? (await this.obligations(job.id, payment, state)).payable + BigInt((await workInFlight(this.options.db, job.id, (this.options.now ?? Date.now)())).leases + 1) * unitCost
+      : BigInt(job.round + 1) * BigInt(job.spec.training.unitsPerRound) * unitCost
     if (neededThroughRound > spendable) {
       return budgetCap !== null && budgetCap < state.deposited
         ? `the owner's budget (${fmt(budgetCap)}) cannot pay for round ${job.round}; waiting for the owner to raise it`

@@ -21,6 +21,36 @@ export function unitInnerSteps(unit: Pick<WorkUnit, 'innerSteps'>, training: { i
   return unit.innerSteps ?? training.innerSteps
 }
 
+/**
+ * The H the coordinator issues for a contributor's asked H: clamped to the job's
+ * [innerSteps, maxInnerSteps]. Null when it is the job's own H (nothing asked, a fixed-H job, or asked
+ * below it): the unit then carries no `innerSteps` and runs as before.
+ */
+export function issuedInnerSteps(training: { innerSteps: number; maxInnerSteps?: number }, asked: number | null | undefined): number | null {
+  if (!asked || training.maxInnerSteps === undefined) return null
+  const h = Math.min(Math.max(asked, training.innerSteps), Math.max(training.innerSteps, training.maxInnerSteps))
+  return h === training.innerSteps ? null : h
+}
+
+/**
+ * A unit's pay: `pricePerUnit` buys a unit of the job's own H, and a unit sized to a contributor's device is
+ * paid by the examples it trained (price × examples / examplesPerUnit), rounded down to the base unit.
+ */
+export function unitPrice(pricePerUnit: bigint, examples: number | null | undefined, examplesPerUnit: number): bigint {
+  if (examples == null || examples === examplesPerUnit || examplesPerUnit <= 0) return pricePerUnit
+  return (pricePerUnit * BigInt(examples)) / BigInt(examplesPerUnit)
+}
+
+/**
+ * The `innerSteps` field of the unit an answer with `examples` computed (what the coordinator recorded for
+ * it, H × B): empty for the job's own H, so a re-execution (a referee, a verifier) runs the same unit.
+ */
+export function innerStepsOfExamples(examples: number | string | null | undefined, training: { innerSteps: number; batchSize: number }): { innerSteps?: number } {
+  if (examples == null) return {}
+  const h = Number(examples) / training.batchSize
+  return Number.isInteger(h) && h > 0 && h !== training.innerSteps ? { innerSteps: h } : {}
+}
+
 /** Examples `unit` trains on: its H times the job's batch size. Pay and averaging weights follow it. */
 export function unitExamples(unit: Pick<WorkUnit, 'innerSteps'>, training: { innerSteps: number; batchSize: number }): number {
   return unitInnerSteps(unit, training) * training.batchSize

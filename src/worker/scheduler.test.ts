@@ -257,27 +257,30 @@ describe('Scheduler overlap: the next unit is leased and fetched while one compu
   it('leases and prefetches the next unit during a unit and starts it without a lease round trip', async () => {
     const h = unitHarness()
     h.scheduler.start()
+    // Nothing is leased ahead during the first unit: the device has yet to show that it runs the job.
+    await h.until(() => h.pending.length === 1)
+    await new Promise((r) => setTimeout(r, 20))
+    expect(h.leaseCount()).toBe(1)
+    h.pending[0]!()
     await h.until(() => h.prefetched.length === 1)
-    expect(h.started).toEqual([0])
-    expect(h.prefetched).toEqual([1])
+    expect(h.started).toEqual([0, 1])
+    expect(h.prefetched).toEqual([2])
     expect(h.events.filter((e) => e.type === 'leased').map((e) => e.type === 'leased' && [e.lease.id, e.prefetched ?? false])).toEqual([
       ['lease-0', false],
-      ['lease-1', true],
+      ['lease-1', false],
+      ['lease-2', true],
     ])
-    expect(h.scheduler.leasesHeld.map((l) => l.id)).toEqual(['lease-0', 'lease-1'])
-    h.pending[0]!()
-    // Unit 1 starts on the lease already held; the lease asked for meanwhile is the one after it.
-    await h.until(() => h.started.length === 2 && h.prefetched.length === 2)
-    expect(h.started).toEqual([0, 1])
-    expect(h.leaseCount()).toBe(3)
-    await h.until(() => h.events.some((e) => e.type === 'unit-accepted'))
-    const accepted = h.events.find((e) => e.type === 'unit-accepted')
-    // The device waited for nothing between the two units: no round trip sat between them.
+    expect(h.scheduler.leasesHeld.map((l) => l.id)).toEqual(['lease-1', 'lease-2'])
     h.pending[1]!()
+    // Unit 2 starts on the lease already held; the lease asked for meanwhile is the one after it.
+    await h.until(() => h.started.length === 3 && h.prefetched.length === 2)
+    expect(h.started).toEqual([0, 1, 2])
+    expect(h.leaseCount()).toBe(4)
     await h.until(() => h.events.filter((e) => e.type === 'unit-accepted').length === 2)
-    const second = h.events.filter((e) => e.type === 'unit-accepted')[1]
-    expect(accepted?.type === 'unit-accepted' && accepted.report.idleBeforeMs).toBeNull()
-    expect(second?.type === 'unit-accepted' && second.report.idleBeforeMs).toBe(0)
+    const [first, second] = h.events.flatMap((e) => (e.type === 'unit-accepted' ? [e.report] : []))
+    expect(first!.idleBeforeMs).toBeNull()
+    // The device waited for nothing between units 1 and 2: no round trip sat between them.
+    expect(second!.idleBeforeMs).toBe(0)
     await h.scheduler.stop()
   })
 
@@ -294,32 +297,52 @@ describe('Scheduler overlap: the next unit is leased and fetched while one compu
     expect(h.events.some((e) => e.type === 'unit-accepted')).toBe(false)
     await new Promise((r) => setTimeout(r, 20))
     expect(h.leaseCount()).toBe(2)
+    expect(h.scheduler.leasesHeld.map((l) => l.id)).toEqual(['lease-1'])
     answerFirst({ status: 200, body: { accepted: true, round: 0, unit: 0, roundClosed: false } })
     await h.until(() => h.events.some((e) => e.type === 'unit-accepted'))
-    await h.until(() => h.leaseCount() === 3 && h.prefetched.length === 2)
+    await h.until(() => h.leaseCount() === 3 && h.prefetched.length === 1)
     expect(h.started).toEqual([0, 1])
     await h.scheduler.stop()
   })
 
-  it('on stop hands back both the unit in flight and the prefetched one, and lets submissions on their way land', async () => {
+  it('on stop hands back both the unit in flight and the prefetched one', async () => {
+    const h = unitHarness()
+    h.scheduler.start()
+    await h.until(() => h.pending.length === 1)
+    h.pending[0]!()
+    await h.until(() => h.started.length === 2 && h.prefetched.length === 1)
+    expect(h.scheduler.leasesHeld.map((l) => l.id)).toEqual(['lease-1', 'lease-2'])
+    await h.scheduler.stop()
+    expect(h.scheduler.currentState).toBe('idle')
+    expect(h.released.sort()).toEqual(['lease-1', 'lease-2'])
+    expect(h.events.filter((e) => e.type === 'released').map((e) => e.type === 'released' && [e.unit, e.handedBack]).sort()).toEqual([
+      [1, true],
+      [2, true],
+    ])
+    expect(h.submitted).toEqual(['lease-0'])
+    expect(h.scheduler.leasesHeld).toEqual([])
+  })
+
+  it('on stop lets a submission on its way land before the loop ends', async () => {
     let answerFirst: (a: Answer) => void = () => {}
     const firstAnswer = new Promise<Answer>((resolve) => (answerFirst = resolve))
     const h = unitHarness({ answer: (unit) => (unit === 0 ? firstAnswer : undefined!) })
     h.scheduler.start()
     await h.until(() => h.pending.length === 1)
     h.pending[0]!()
-    await h.until(() => h.started.length === 2 && h.prefetched.length === 2)
-    const stopped = h.scheduler.stop()
-    await h.until(() => h.released.length === 2)
-    expect(h.released.sort()).toEqual(['lease-1', 'lease-2'])
-    expect(h.scheduler.currentState).toBe('stopping')
+    await h.until(() => h.started.length === 2 && h.submitted.length === 1)
+    let ended = false
+    const stopped = h.scheduler.stop().then(() => (ended = true))
+    await h.until(() => h.released.length === 1)
+    expect(h.released).toEqual(['lease-1'])
+    await new Promise((r) => setTimeout(r, 20))
+    expect(ended).toBe(false)
     answerFirst({ status: 200, body: { accepted: true, round: 0, unit: 0, roundClosed: false } })
     await stopped
     expect(h.scheduler.currentState).toBe('idle')
-    expect(h.submitted).toEqual(['lease-0'])
-    expect(h.events.filter((e) => e.type === 'released').map((e) => e.type === 'released' && e.unit).sort()).toEqual([1, 2])
-    expect(h.events.some((e) => e.type === 'unit-accepted')).toBe(true)
-    expect(h.scheduler.leasesHeld).toEqual([])
+    expect(h.events.some((e) => e.type === 'unit-accepted' && e.report.unit === 0)).toBe(true)
+    // Nothing was leased ahead once the loop was stopping.
+    expect(h.leaseCount()).toBe(2)
   })
 
   it('drops a prefetched unit whose round closed under synchronous rounds, and leases a fresh one', async () => {
@@ -331,7 +354,7 @@ describe('Scheduler overlap: the next unit is leased and fetched while one compu
     h.scheduler.start()
     await h.until(() => h.pending.length === 1)
     h.pending[0]!()
-    await h.until(() => h.started.length === 2 && h.prefetched.length === 2 && h.events.some((e) => e.type === 'unit-accepted'))
+    await h.until(() => h.started.length === 2 && h.prefetched.length === 1 && h.events.some((e) => e.type === 'unit-accepted'))
     h.pending[1]!()
     await h.until(() => h.started.length === 3)
     expect(h.started).toEqual([0, 1, 3])
@@ -350,7 +373,7 @@ describe('Scheduler overlap: the next unit is leased and fetched while one compu
     h.scheduler.start()
     await h.until(() => h.pending.length === 1)
     h.pending[0]!()
-    await h.until(() => h.started.length === 2 && h.prefetched.length === 2 && h.events.some((e) => e.type === 'unit-accepted'))
+    await h.until(() => h.started.length === 2 && h.prefetched.length === 1 && h.events.some((e) => e.type === 'unit-accepted'))
     h.pending[1]!()
     await h.until(() => h.started.length === 3)
     expect(h.started).toEqual([0, 1, 2])
@@ -362,11 +385,13 @@ describe('Scheduler overlap: the next unit is leased and fetched while one compu
     // A unit takes 40 s on this clock and leases last 60 s: the one prefetched during it has 20 s left.
     const h = unitHarness({ trainMs: 40_000 })
     h.scheduler.start()
-    await h.until(() => h.prefetched.length === 1)
+    await h.until(() => h.pending.length === 1)
     h.pending[0]!()
-    await h.until(() => h.started.length === 2)
-    expect(h.started).toEqual([0, 2])
-    expect(h.released[0]).toBe('lease-1')
+    await h.until(() => h.prefetched.length === 1)
+    h.pending[1]!()
+    await h.until(() => h.started.length === 3)
+    expect(h.started).toEqual([0, 1, 3])
+    expect(h.released[0]).toBe('lease-2')
     const dropped = h.events.find((e) => e.type === 'released')
     expect(dropped?.type === 'released' && dropped.reason).toMatch(/lease would run out/)
     await h.scheduler.stop()
@@ -411,8 +436,8 @@ describe('Scheduler auto-sizing', () => {
     await h.until(() => h.pending.length === 1)
     h.pending[0]!()
     await h.until(() => h.started.length === 2 && h.requests.length === 3)
-    // The first request and the one prefetched during the first unit knew nothing yet: the job's own H.
-    expect(h.requests.map((r) => r.request.innerSteps)).toEqual([undefined, undefined, 100])
+    // The first request knew nothing yet: the job's own H. The next ones fill 30 s.
+    expect(h.requests.map((r) => r.request.innerSteps)).toEqual([undefined, 100, 100])
     expect(await recoverLeaseRequestSigner(h.requests[2]!, info)).toBe(h.requests[2]!.request.contributor)
     h.pending[1]!()
     await h.until(() => h.started.length === 3)
@@ -422,7 +447,7 @@ describe('Scheduler auto-sizing', () => {
     const reports = h.events.flatMap((e) => (e.type === 'unit-accepted' ? [e.report] : []))
     expect(reports.map((r) => [r.unit, r.innerSteps])).toEqual([
       [0, 10],
-      [1, 10],
+      [1, 100],
       [2, 100],
     ])
     await h.scheduler.stop()

@@ -191,6 +191,10 @@ class ClockSkewError extends Error {
  * The contributor's pull loop: lease a unit, run it, sign the claim over its hashes, submit, repeat.
  * A refused submission (stale round, expired lease) is reported and the loop moves on; an unreachable
  * coordinator is retried with back-off, so a tab survives a coordinator restart.
+ *
+ * The device is kept busy: while a unit computes, the next one is leased and its checkpoint fetched, and a
+ * finished unit's submission is uploaded while the next one computes. In jobs with `maxInnerSteps` the loop
+ * asks (in its signed lease request) for the H that makes a unit take `targetUnitMs` on this device.
  */
 export class Scheduler {
   private state: SchedulerState = 'idle'
@@ -219,6 +223,8 @@ export class Scheduler {
   private lastComputeEnd: number | null = null
   private restedMs = 0
   private lastComputeMs = 0
+  /** Units this run has computed: the next unit is leased ahead only once this device has run one of the job. */
+  private computed = 0
 
   constructor(private readonly options: SchedulerOptions) {
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => {
@@ -301,6 +307,7 @@ export class Scheduler {
       while (this.uploads.size > 0) await Promise.allSettled([...this.uploads])
       this.uploadFailure = null
       this.lastComputeEnd = null
+      this.computed = 0
     }
     if (finished) this.setState('finished')
   }
@@ -457,6 +464,9 @@ export class Scheduler {
    */
   private startPrefetch(info: CoordinatorInfo, spec: JobSpec): void {
     if (this.next || this.options.prefetch === false || this.state !== 'running') return
+    // Not before the device has run a unit of the job: one it cannot run (a kernel bundle this build lacks,
+    // a batch too large) stops the loop after its first unit, and should not hold a second lease meanwhile.
+    if (this.computed === 0) return
     // A tab that rests between units has idle time anyway: it does not hold a second lease through the rest.
     if ((this.options.restAfterUnit?.(1) ?? 0) > 0) return
     const landing = [...this.uploads]
@@ -536,6 +546,7 @@ export class Scheduler {
     this.startPrefetch(info, spec)
     const output = await unlessAborted(executor.runUnit(spec, lease.unit, signal), signal)
     const t1 = this.now()
+    this.computed++
     const innerSteps = unitInnerSteps(lease.unit, spec.training)
     this.sizer.observe({ innerSteps, trainMs: output.timings.trainMs, computeMs: t1 - t0 })
     this.lastComputeEnd = t1

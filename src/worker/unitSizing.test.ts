@@ -26,7 +26,7 @@ describe('choosing H for a target unit time', () => {
     expect(chooseInnerSteps({ stepMs: Number.NaN, overheadMs: 0 }, { min: 10, max: 1000 })).toBe(10)
   })
 
-  it('measures step time from finished units and moves part of the way after an outlier', () => {
+  it('believes a faster unit at once and moves part of the way after a slower one', () => {
     const sizer = new UnitSizer(DEFAULT_TARGET_UNIT_MS)
     const job = { innerSteps: 10, maxInnerSteps: 1000 }
     expect(sizer.innerStepsFor(job)).toBeNull()
@@ -34,12 +34,14 @@ describe('choosing H for a target unit time', () => {
     sizer.observe({ innerSteps: 10, trainMs: 3000, computeMs: 3500 })
     expect(sizer.estimate).toEqual({ stepMs: 300, overheadMs: 500 })
     expect(sizer.innerStepsFor(job)).toBe(98)
-    // Warm, a step takes 100 ms: the estimate moves half way, then most of the way.
-    sizer.observe({ innerSteps: 98, trainMs: 9800, computeMs: 10_300 })
-    expect(sizer.estimate).toEqual({ stepMs: 200, overheadMs: 500 })
-    sizer.observe({ innerSteps: 147, trainMs: 14_700, computeMs: 15_200 })
-    expect(sizer.estimate!.stepMs).toBe(150)
-    expect(sizer.innerStepsFor(job)).toBe(196)
+    // Warm, a step takes 100 ms: the next unit fills the target.
+    sizer.observe({ innerSteps: 98, trainMs: 9800, computeMs: 10_000 })
+    expect(sizer.estimate).toEqual({ stepMs: 100, overheadMs: 200 })
+    expect(sizer.innerStepsFor(job)).toBe(298)
+    // A throttled unit (300 ms a step) moves the estimate half way only.
+    sizer.observe({ innerSteps: 298, trainMs: 89_400, computeMs: 89_600 })
+    expect(sizer.estimate).toEqual({ stepMs: 200, overheadMs: 200 })
+    expect(sizer.innerStepsFor(job)).toBe(149)
     // A fixed-H job is never asked for another H.
     expect(sizer.innerStepsFor({ innerSteps: 10 })).toBeNull()
   })

@@ -48,9 +48,11 @@ export interface UnitMeasurement {
 }
 
 /**
- * Step time and overhead measured over finished units, smoothed (an exponential moving average, weight
- * `alpha` on the newest unit) so one slow unit (the first, which compiles the shaders; a tab in the
- * background) moves H only part of the way.
+ * Step time and overhead measured over finished units. A unit faster than the estimate is believed at once:
+ * a device cannot run faster than it can, and the slow outliers are the first unit of a Worker (it compiles
+ * the shaders) and a tab the browser throttles. A slower one moves the estimate part of the way (an
+ * exponential moving average, weight `alpha` on the newest unit), so one throttled unit does not shrink the
+ * next ones much, while a device that really slowed down is followed within a few units.
  */
 export class UnitSizer {
   private current: StepEstimate | null = null
@@ -69,12 +71,8 @@ export class UnitSizer {
     const next = { stepMs: m.trainMs / m.innerSteps, overheadMs: Math.max(0, m.computeMs - m.trainMs) }
     if (!(next.stepMs > 0)) return
     const prev = this.current
-    this.current = prev
-      ? {
-          stepMs: prev.stepMs + this.alpha * (next.stepMs - prev.stepMs),
-          overheadMs: prev.overheadMs + this.alpha * (next.overheadMs - prev.overheadMs),
-        }
-      : next
+    const toward = (old: number, now: number) => (now <= old ? now : old + this.alpha * (now - old))
+    this.current = prev ? { stepMs: toward(prev.stepMs, next.stepMs), overheadMs: toward(prev.overheadMs, next.overheadMs) } : next
   }
 
   /** The H to ask for in `training`'s job, or null to ask for nothing (a fixed-H job, or the job's own H). */
