@@ -17,12 +17,13 @@
  * Environment (all optional): BENCH_THROUGHPUT_SECONDS (per claim-path row, 5), BENCH_THROUGHPUT_CONTRIBUTORS
  * ("1,10,100,1000"), BENCH_THROUGHPUT_STORES ("pglite,postgres"), BENCH_SCALING_SECONDS (per row, 15),
  * BENCH_SCALING_CONTRIBUTORS ("1,4,16,64"), BENCH_SCALING_DELAY_MS (fixed compute per unit, 1000),
- * BENCH_SCALING_STALENESS ("0,1"), BENCH_SKIP ("claims" or "scaling"), BENCH_SIGN_EVERY_LEASE (1: no sessions), BENCH_PROFILE (a folder: the
+ * BENCH_SCALING_STALENESS ("0,1"), BENCH_SCALING_STORES ("pglite"), BENCH_SCALING_OVERLAP (0: no prefetch, no
+ * background upload), BENCH_SKIP ("claims" or "scaling"), BENCH_SIGN_EVERY_LEASE (1: no sessions), BENCH_PROFILE (a folder: the
  * coordinator writes a V8 CPU profile there).
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { cpus } from 'node:os'
+import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { secp256k1 } from '@noble/curves/secp256k1'
@@ -58,6 +59,9 @@ const SCALING_SECONDS = Number(env.BENCH_SCALING_SECONDS ?? 15)
 const SCALING_COUNTS = list(env.BENCH_SCALING_CONTRIBUTORS, '1,4,16,64').map(Number)
 const SCALING_DELAY_MS = Number(env.BENCH_SCALING_DELAY_MS ?? 1000)
 const SCALING_STALENESS = list(env.BENCH_SCALING_STALENESS, '0,1').map(Number)
+const SCALING_STORES = new Set(list(env.BENCH_SCALING_STORES, 'pglite'))
+/** Lease the next unit while one computes and upload in the background, as src/worker/scheduler.ts does. */
+const OVERLAP = env.BENCH_SCALING_OVERLAP !== '0'
 const SKIP = new Set(list(env.BENCH_SKIP, ''))
 /** Sign every lease request instead of using sessions (the coordinator's path before sessions). */
 const SIGN_EVERY_LEASE = env.BENCH_SIGN_EVERY_LEASE === '1'
@@ -97,7 +101,8 @@ async function serve(): Promise<void> {
       } else if (message.type === 'cpu') {
         send({ type: 'reply', id: message.id, value: process.cpuUsage() })
       } else {
-        await coordinator.dispose()
+        // A round close may still be writing into the data folder: its removal is best effort.
+        await coordinator.dispose().catch((error: unknown) => console.log(`  (cleanup: ${(error as Error).message})`))
         send({ type: 'reply', id: message.id, value: null })
         process.exit(0)
       }
@@ -135,7 +140,7 @@ class Server {
     return new Server(child, ready.url, ready.domain, ready.coordinatorId)
   }
 
-  private call<T>(message: Omit<ToServer, 'id'>): Promise<T> {
+  private call<T>(message: ToServer extends infer M ? (M extends ToServer ? Omit<M, 'id'> : never) : never): Promise<T> {
     const id = this.next++
     return new Promise((resolve, reject) => {
       this.pending.set(id, (m) => {
@@ -205,6 +210,11 @@ class Contributor {
     }
     if (json.session && !SIGN_EVERY_LEASE) this.session = json.session.token
     return json
+  }
+
+  /** Hands a lease back (a refused answer leaves its lease live until it expires, holding a slot). */
+  async release(leaseId: string): Promise<void> {
+    await fetch(`${this.target.url}/api/leases/${leaseId}/release`, { method: 'POST' }).then((r) => r.body?.cancel())
   }
 
   async submit(lease: Extract<LeaseResponse, { status: 'leased' }>['lease'], update: { bytes: Uint8Array; hash: Hash }): Promise<{ ok: boolean; code?: string }> {
@@ -334,6 +344,8 @@ interface ScalingRow {
   examplesPerSecond: number
   /** Mean over contributors of (time in the fixed-delay "compute") / (wall time of the session). */
   computeFraction: number
+  /** The same counting only units whose answer was accepted (a refused answer's compute was wasted). */
+  usefulFraction: number
   roundsClosed: number
   refused: number
 }
@@ -346,7 +358,7 @@ async function scaling(store: string, server: Server, compression: UpdateCompres
     for (const n of SCALING_COUNTS) {
       const { jobId, spec, initialWeights } = await server.createJob(`bench: scaling, S=${staleness}, ${n} contributors`, {
         maxStaleness: staleness,
-        totalRounds: 100_000,
+        rounds: 100_000,
         ...(compression ? { compression } : {}),
       })
       const update = madeUpUpdate(Uint8Array.from(initialWeights), compression)
@@ -354,30 +366,55 @@ async function scaling(store: string, server: Server, compression: UpdateCompres
       const perUnit = examplesPerUnit(spec.training)
       let units = 0
       let refused = 0
+      let leaseErrors = 0
       let firstRound = Infinity
       let lastRound = 0
       const start = performance.now()
       const end = start + SCALING_SECONDS * 1000
+      // A refused lease request (e.g. too many live leases while an upload is still in flight) is a wait.
+      const lease = (c: Contributor): Promise<LeaseResponse> =>
+        c.lease(jobId).catch((error: unknown) => {
+          leaseErrors++
+          if (leaseErrors === 1) console.log(`  a lease request was refused: ${(error as Error).message}`)
+          return { status: 'wait', retryAfterMs: 250, reason: 'refused' } as LeaseResponse
+        })
       const computing = await Promise.all(
         crowd.map(async (c) => {
           let busy = 0
+          let upload: Promise<void> = Promise.resolve()
+          let next: Promise<LeaseResponse> | null = null
           while (performance.now() < end) {
-            const response = await c.lease(jobId)
+            const response = await (next ?? lease(c))
+            next = null
             if (response.status === 'finished') break
             if (response.status !== 'leased') {
               await sleep(Math.min(response.retryAfterMs, Math.max(0, end - performance.now())))
               continue
             }
+            // As the worker's scheduler does: the next unit is leased while this one computes (once the
+            // previous upload has settled, so the address holds at most two live leases) and this one
+            // is uploaded while the next computes.
+            if (OVERLAP) next = upload.then(() => lease(c))
             const t0 = performance.now()
             await sleep(SCALING_DELAY_MS)
             busy += performance.now() - t0
-            const result = await c.submit(response.lease, update)
-            if (result.ok) {
-              units++
-              firstRound = Math.min(firstRound, response.lease.unit.round)
-              lastRound = Math.max(lastRound, response.lease.unit.round)
-            } else refused++
+            const submitted = upload.then(async () => {
+              const result = await c.submit(response.lease, update)
+              if (result.ok) {
+                units++
+                firstRound = Math.min(firstRound, response.lease.unit.round)
+                lastRound = Math.max(lastRound, response.lease.unit.round)
+              } else {
+                refused++
+                if (refused === 1) console.log(`  a submission was refused: ${result.code}`)
+                // As the worker does with a unit whose round moved on: hand it back.
+                await c.release(response.lease.id)
+              }
+            })
+            if (OVERLAP) upload = submitted
+            else await submitted
           }
+          await upload
           return busy
         }),
       )
@@ -391,11 +428,12 @@ async function scaling(store: string, server: Server, compression: UpdateCompres
         seconds,
         examplesPerSecond: (units * perUnit) / seconds,
         computeFraction: computing.reduce((a, b) => a + b, 0) / (n * seconds * 1000),
+        usefulFraction: (units * SCALING_DELAY_MS) / (n * seconds * 1000),
         roundsClosed: Number.isFinite(firstRound) ? lastRound - firstRound : 0,
         refused,
       }
       rows.push(row)
-      console.log(`  ${store}, S=${staleness}, ${n} contributors: ${row.examplesPerSecond.toFixed(0)} examples/s, ${(100 * row.computeFraction).toFixed(0)}% computing, ${row.refused} refused`)
+      console.log(`  ${store}, S=${staleness}, ${n} contributors: ${row.examplesPerSecond.toFixed(0)} examples/s, ${(100 * row.computeFraction).toFixed(0)}% computing (${(100 * row.usefulFraction).toFixed(0)}% on accepted units), ${row.refused} refused`)
     }
   }
   return rows
@@ -417,7 +455,8 @@ async function checkSigningMatchesViem(domain: ClaimDomainParams): Promise<void>
 
 async function main() {
   await mkdir(RESULTS, { recursive: true })
-  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`
+  // The load others put on the machine when the run started: these figures are only as good as it is quiet.
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}, load average ${loadavg()[0]!.toFixed(1)} at start`
   const claimRows: ClaimRow[] = []
   const scalingRows: ScalingRow[] = []
   const notes: string[] = []
@@ -441,7 +480,7 @@ async function main() {
           console.log(`claim path on ${store}…`)
           claimRows.push(...(await claimPath(store, server, compression)))
         }
-        if (!SKIP.has('scaling')) {
+        if (!SKIP.has('scaling') && SCALING_STORES.has(store)) {
           console.log(`scaling on ${store}…`)
           scalingRows.push(...(await scaling(store, server, compression)))
         }
@@ -473,11 +512,11 @@ async function main() {
     '',
     `## Scaling: contributors whose compute is a fixed ${SCALING_DELAY_MS} ms delay`,
     '',
-    `Each contributor loops lease → wait ${SCALING_DELAY_MS} ms ("compute") → sign → submit for ${SCALING_SECONDS} s; a contributor told to wait sleeps for the coordinator's retryAfterMs. Rounds close (aggregation and held-out evaluation run as in production). maxStaleness 0: synchronous rounds of K = 4 units; ≥ 1: asynchronous rounds that follow the live pool. computing = the mean over contributors of the share of their wall time spent in the delay. **Target: ≥ ${100 * TARGET_COMPUTE_FRACTION}% computing with 64 contributors; near-linear examples/s** (issue 11).`,
+    `Each contributor loops lease → wait ${SCALING_DELAY_MS} ms ("compute") → sign → submit for ${SCALING_SECONDS} s${OVERLAP ? ", leasing its next unit while one computes and uploading in the background as the worker's scheduler does" : ', one step after the other (no prefetch)'}; a contributor told to wait sleeps for the coordinator's retryAfterMs. Rounds close (aggregation and held-out evaluation run as in production). maxStaleness 0: synchronous rounds of K = 4 units; ≥ 1: asynchronous rounds that follow the live pool. computing = the mean over contributors of the share of their wall time spent in the delay. **Target: ≥ ${100 * TARGET_COMPUTE_FRACTION}% computing with 64 contributors; near-linear examples/s** (issue 11).`,
     '',
     table(
-      ['store', 'maxStaleness', 'contributors', 'units', 'examples / s', 'computing', 'rounds closed', 'refused'],
-      scalingRows.map((r) => [r.store, r.maxStaleness, r.contributors, r.units, r.examplesPerSecond.toFixed(0), `${(100 * r.computeFraction).toFixed(0)}%`, r.roundsClosed, r.refused]),
+      ['store', 'maxStaleness', 'contributors', 'units accepted', 'examples / s', 'computing', 'computing, accepted units only', 'rounds closed', 'answers refused (stale)'],
+      scalingRows.map((r) => [r.store, r.maxStaleness, r.contributors, r.units, r.examplesPerSecond.toFixed(0), `${(100 * r.computeFraction).toFixed(0)}%`, `${(100 * r.usefulFraction).toFixed(0)}%`, r.roundsClosed, r.refused]),
     ),
     '',
   ].join('\n')

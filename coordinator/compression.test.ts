@@ -47,6 +47,7 @@ let jobs: JobService
 let jobId: string
 const clock = { t: T0 }
 const draws: number[] = []
+/** A contributor's own unit runner (its own caches), over the job's blobs. */
 const runner = () => createUnitRunner(mapBlobSource(new Map(base.blobs.map((b) => [sha256Hex(b), b])), 'test job blobs'))
 let honestRunner: ReturnType<typeof createUnitRunner>
 
@@ -137,7 +138,7 @@ describe('a job with int8 updates', () => {
     const check = leased(await jobs.lease(jobId, bob.address))
     expect((await attempt(check.id)).kind).toBe('check')
     expect(check.unit).toEqual(lease.unit)
-    const bobs = await createUnitRunner(mapBlobSource(new Map(base.blobs.map((b) => [sha256Hex(b), b])), 'bob')).run(spec, check.unit)
+    const bobs = await runner().run(spec, check.unit)
     expect(bobs.outputHash).toBe(out.outputHash)
     await submit(check, bob, bobs.updateBytes)
 

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import fastifyStatic from '@fastify/static'
 import fastifyWebsocket from '@fastify/websocket'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { referrerOf, type ApiErrorBody, type CoordinatorInfo, type LiveMessage } from '../src/protocol/index.ts'
+import { referrerOf, requestedInnerSteps, type ApiErrorBody, type CoordinatorInfo, type LiveMessage } from '../src/protocol/index.ts'
 import { BlobNotFoundError, type BlobStore } from './blobs.ts'
 import { registerWidgetCors } from './cors.ts'
 import { registerSitePages } from './sitePages.ts'
@@ -32,8 +32,40 @@ export interface HttpOptions {
 /** Fastify's default body limit is 1 MiB; blobs and updates of bigger models need more, checked per job. */
 const BODY_LIMIT_BYTES = 64 * 1024 * 1024
 
+/** Lease ids remembered for the size check of their submission (~100 B each). */
+const REMEMBERED_LEASES = 100_000
+
+/**
+ * The largest submission a lease may send, without the two queries (the lease's attempt, its job) that
+ * finding it costs: a job's bound is a function of its spec alone (immutable), so it is kept per job, and
+ * the job of each lease this process issued is kept from the lease answer. A lease issued by another
+ * replica, or forgotten, is looked up as before. Only an early refusal of oversized bodies: the
+ * submission's own checks (shapes, sizes) do not depend on it.
+ */
+class SubmissionLimits {
+  private readonly jobOfLease = new Map<string, string>()
+  private readonly maxOfJob = new Map<string, number>()
+
+  constructor(private readonly lookUp: (leaseId: string) => Promise<number | null>) {}
+
+  leased(leaseId: string, jobId: string): void {
+    this.jobOfLease.set(leaseId, jobId)
+    if (this.jobOfLease.size > REMEMBERED_LEASES) this.jobOfLease.delete(this.jobOfLease.keys().next().value!)
+  }
+
+  async max(leaseId: string): Promise<number | null> {
+    const jobId = this.jobOfLease.get(leaseId)
+    const known = jobId === undefined ? undefined : this.maxOfJob.get(jobId)
+    if (known !== undefined) return known
+    const max = await this.lookUp(leaseId)
+    if (max !== null && jobId !== undefined) this.maxOfJob.set(jobId, max)
+    return max
+  }
+}
+
 export async function buildHttpServer(options: HttpOptions): Promise<FastifyInstance> {
   const { jobs, blobs } = options
+  const submissionLimits = new SubmissionLimits((leaseId) => jobs.maxSubmissionBytes(leaseId))
   const app = Fastify({ logger: options.logger ?? false, bodyLimit: BODY_LIMIT_BYTES })
   await app.register(fastifyWebsocket)
   await registerWidgetCors(app)
@@ -90,7 +122,8 @@ export async function buildHttpServer(options: HttpOptions): Promise<FastifyInst
     // A signed request is answered with a session that later requests may send instead of a signature
     // (verification/identity.ts says what a session may and may not do).
     const verified = await options.identity.verifyBody(req.params.jobId, parsed.data)
-    const response = await jobs.lease(req.params.jobId, verified.contributor, referrerOf(verified.request))
+    const response = await jobs.lease(req.params.jobId, verified.contributor, referrerOf(verified.request), requestedInnerSteps(verified.request))
+    if (response.status === 'leased') submissionLimits.leased(response.lease.id, response.lease.unit.jobId)
     return verified.session ? { ...response, session: verified.session } : response
   })
 
@@ -103,7 +136,7 @@ export async function buildHttpServer(options: HttpOptions): Promise<FastifyInst
       preParsing: async (req, _reply, payload) => {
         const length = Number(req.headers['content-length'] ?? NaN)
         if (Number.isFinite(length)) {
-          const max = await jobs.maxSubmissionBytes(req.params.leaseId)
+          const max = await submissionLimits.max(req.params.leaseId)
           if (max !== null && length > max) {
             throw new CoordinatorError('payload_too_large', `a submission for this lease is at most ${max} bytes; this one has ${length}`)
           }

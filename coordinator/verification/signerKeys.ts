@@ -37,24 +37,29 @@ const N = secp256k1.CURVE.n
 const WINDOW = 4
 const PRECOMPUTE_AT_USE = 2
 
+/** How long a key must have gone unused before another key may take its table. */
+const TABLE_IDLE_MS = 10 * 60_000
+
 interface KnownKey {
   point: InstanceType<typeof Point>
   uses: number
   precomputed: boolean
+  lastUsed: number
 }
 
 export class SignerKeys {
   /** Insertion order is recency: a hit moves the key to the end, eviction takes the front. */
   private readonly keys = new Map<Address, KnownKey>()
-  private tables = 0
+  /** The keys that have a table, least recently used first. */
+  private readonly tabled = new Map<Address, KnownKey>()
 
   constructor(
     private readonly options: {
       /** Known keys kept (~200 B each without a table). */
       maxKeys: number
-      /** Of those, how many keep a precomputed table (~100 KB each). */
+      /** Of those, how many keep a precomputed table (~110 KB each). */
       maxTables: number
-    } = { maxKeys: 100_000, maxTables: 2_048 },
+    } = { maxKeys: 100_000, maxTables: 1_024 },
   ) {}
 
   get size(): number {
@@ -67,24 +72,26 @@ export class SignerKeys {
     if (!known) return undefined
     this.keys.delete(address)
     this.keys.set(address, known)
-    if (++known.uses >= PRECOMPUTE_AT_USE && !known.precomputed) {
-      // At the table budget, the least recently used key with a table gives it up.
-      if (this.tables >= this.options.maxTables) {
-        for (const entry of this.keys.values()) {
-          if (entry.precomputed) {
-            entry.point = Point.fromAffine(entry.point.toAffine())
-            entry.precomputed = false
-            this.tables--
-            break
-          }
-        }
+    known.lastUsed = performance.now()
+    if (known.precomputed) {
+      this.tabled.delete(address)
+      this.tabled.set(address, known)
+    } else if (++known.uses >= PRECOMPUTE_AT_USE) {
+      // At the table budget, a table is taken only from a key idle for a while (the least recently used
+      // key with one): with more active signers than tables, taking them in turn would rebuild a table
+      // (~6 ms) on every check, dearer than checking without one.
+      const [idleAddress, idle] = this.tabled.entries().next().value ?? []
+      if (this.tabled.size >= this.options.maxTables && idle && known.lastUsed - idle.lastUsed >= TABLE_IDLE_MS) {
+        idle.point = Point.fromAffine(idle.point.toAffine())
+        idle.precomputed = false
+        this.tabled.delete(idleAddress!)
       }
-      if (this.tables < this.options.maxTables) {
+      if (this.tabled.size < this.options.maxTables) {
         // A fresh point, so that the table (kept in noble's WeakMap by point) goes when the key does.
         known.point = Point.fromAffine(known.point.toAffine())
         known.point._setWindowSize(WINDOW)
         known.precomputed = true
-        this.tables++
+        this.tabled.set(address, known)
       }
     }
     return known
@@ -92,11 +99,11 @@ export class SignerKeys {
 
   private remember(address: Address, point: InstanceType<typeof Point>): void {
     if (this.keys.has(address)) return
-    this.keys.set(address, { point, uses: 1, precomputed: false })
+    this.keys.set(address, { point, uses: 1, precomputed: false, lastUsed: performance.now() })
     while (this.keys.size > this.options.maxKeys) {
-      const [oldest, entry] = this.keys.entries().next().value as [Address, KnownKey]
+      const oldest = this.keys.keys().next().value as Address
       this.keys.delete(oldest)
-      if (entry.precomputed) this.tables--
+      this.tabled.delete(oldest)
     }
   }
 

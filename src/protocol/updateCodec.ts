@@ -76,15 +76,20 @@ export class UpdateCodecError extends Error {
 const FLOAT32_MAX = 3.4028234663852886e38
 /** The smallest positive float32 (a subnormal): the scale of a non-zero block whose max|x| / 127 underflows. */
 const FLOAT32_MIN_SUBNORMAL = 1.401298464324817e-45
+/** The largest float32 scale s with fround(127 · s) finite: every value an accepted block decodes to is finite. */
+const MAX_SCALE = (() => {
+  const bits = new Uint32Array(1)
+  const scale = new Float32Array(bits.buffer)
+  const finite = () => Number.isFinite(Math.fround(127 * scale[0]!))
+  scale[0] = FLOAT32_MAX / 127
+  while (!finite()) bits[0] = bits[0]! - 1
+  while (finite()) bits[0] = bits[0]! + 1
+  bits[0] = bits[0]! - 1
+  return scale[0]!
+})()
 const MAX_TENSORS = 4096
 const MAX_RANK = 8
 const littleEndianHost = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1
-
-/** Round half to even on a float64, the IEEE default; Math.round rounds halves towards +∞. */
-function roundHalfEven(v: number): number {
-  const r = Math.round(v)
-  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r
-}
 
 function checkBlockSize(blockSize: number): void {
   if (!Number.isInteger(blockSize) || blockSize < 1 || blockSize > 1 << 16) {
@@ -187,9 +192,9 @@ function readScales(bytes: Uint8Array, view: DataView, offset: number, count: nu
 
 /**
  * Quantizes `values[from, to)` into `q[qAt…]` with one scale; returns the scale. The same arithmetic for
- * int8 blocks and for top-k's blocks of selected values.
+ * int8 blocks and for top-k's blocks of selected values. (Plain loops: this runs for every value sent.)
  */
-function quantizeBlock(values: ArrayLike<number>, from: number, to: number, q: Int8Array, qAt: number, where: () => string): number {
+function quantizeBlock(values: Float32Array, from: number, to: number, q: Int8Array, qAt: number, where: () => string): number {
   let max = 0
   for (let i = from; i < to; i++) {
     const a = Math.abs(values[i]!)
@@ -200,24 +205,39 @@ function quantizeBlock(values: ArrayLike<number>, from: number, to: number, q: I
   let scale = Math.fround(max / 127)
   // Below 127 · 2^-150 the scale underflows; the smallest subnormal then represents the block exactly.
   if (scale === 0) scale = FLOAT32_MIN_SUBNORMAL
-  if (!Number.isFinite(Math.fround(127 * scale))) {
-    throw new UpdateCodecError('non_finite_input', `${where()}: max |value| ${max} is too large to quantize`)
-  }
-  for (let i = from; i < to; i++) {
-    const r = roundHalfEven(values[i]! / scale)
-    q[qAt + i - from] = r > 127 ? 127 : r < -127 ? -127 : r
+  if (scale > MAX_SCALE) throw new UpdateCodecError('non_finite_input', `${where()}: max |value| ${max} is too large to quantize`)
+  for (let i = from, j = qAt; i < to; i++, j++) {
+    const v = values[i]! / scale
+    // Round half to even (the IEEE default); Math.round rounds halves towards +∞.
+    let r = Math.round(v)
+    if (r - v === 0.5 && (r & 1) !== 0) r -= 1
+    q[j] = r > 127 ? 127 : r < -127 ? -127 : r
   }
   return scale
 }
 
-/** Checks one decoded block's scale and values (the encoder never writes anything else). */
-function checkBlock(scale: number, q: Int8Array, from: number, to: number, where: () => string): void {
-  if (!Number.isFinite(scale)) throw new UpdateCodecError('non_finite_scale', `${where()}: scale ${scale}`)
-  if (scale < 0 || Object.is(scale, -0)) throw new UpdateCodecError('bad_scale', `${where()}: negative scale ${scale}`)
-  if (!Number.isFinite(Math.fround(127 * scale))) throw new UpdateCodecError('bad_scale', `${where()}: scale ${scale} overflows float32 once multiplied`)
-  for (let i = from; i < to; i++) {
-    if (q[i] === -128) throw new UpdateCodecError('bad_value', `${where()}: quantized value -128 (the encoder clamps to ±127)`)
-    if (scale === 0 && q[i] !== 0) throw new UpdateCodecError('bad_value', `${where()}: non-zero value ${q[i]} in a block of scale 0`)
+/**
+ * Writes fround(q · scale) for `q[from, to)` into `out[outAt…]` after checking the block is one the encoder
+ * could have written: a finite, non-negative scale no larger than MAX_SCALE, no -128, and only zeros under
+ * a zero scale. q · scale is exact in float64 (8 × 24 significant bits); the Float32Array store rounds it
+ * once.
+ */
+function dequantizeBlock(scale: number, q: Int8Array, from: number, to: number, out: Float32Array, outAt: number, where: () => string): void {
+  if (!(scale >= 0 && scale <= MAX_SCALE) || (scale === 0 && 1 / scale < 0)) {
+    if (!Number.isFinite(scale)) throw new UpdateCodecError('non_finite_scale', `${where()}: scale ${scale}`)
+    if (scale <= 0) throw new UpdateCodecError('bad_scale', `${where()}: negative scale ${scale}`)
+    throw new UpdateCodecError('bad_scale', `${where()}: scale ${scale} overflows float32 once multiplied by 127`)
+  }
+  if (scale === 0) {
+    for (let i = from; i < to; i++) {
+      if (q[i] !== 0) throw new UpdateCodecError('bad_value', `${where()}: non-zero value ${q[i]} in a block of scale 0`)
+    }
+    return
+  }
+  for (let i = from, j = outAt; i < to; i++, j++) {
+    const v = q[i]!
+    if (v === -128) throw new UpdateCodecError('bad_value', `${where()}: quantized value -128 (the encoder clamps to ±127)`)
+    out[j] = v * scale
   }
 }
 
@@ -233,14 +253,15 @@ function encodeInt8(blockSize: number, update: TensorList): Uint8Array {
   const q = new Int8Array(bytes.buffer, header + 4 * blocks, n)
   let block = 0
   let at = 0
-  update.values.forEach((values, t) => {
+  for (let t = 0; t < update.values.length; t++) {
+    const values = update.values[t]!
     for (let from = 0; from < values.length; from += blockSize) {
       const to = Math.min(values.length, from + blockSize)
       const scale = quantizeBlock(values, from, to, q, at, () => `tensor ${t}`)
       view.setFloat32(header + 4 * block++, scale, true)
       at += to - from
     }
-  })
+  }
   return bytes
 }
 
@@ -256,17 +277,15 @@ function decodeInt8(blockSize: number, bytes: Uint8Array, expectedShapes?: reado
   const data = new Float32Array(n)
   let block = 0
   let at = 0
-  sizes.forEach((size, t) => {
-    for (let from = 0; from < size; from += blockSize) {
-      const to = Math.min(size, from + blockSize)
-      const scale = scales[block]!
-      checkBlock(scale, q, at, at + to - from, () => `tensor ${t} block ${block}`)
-      block += 1
-      // q · scale is exact in float64 (8 × 24 significant bits); the Float32Array store rounds it once.
-      for (let i = at; i < at + to - from; i++) data[i] = q[i]! * scale
-      at += to - from
+  for (let t = 0; t < sizes.length; t++) {
+    const end = at + sizes[t]!
+    while (at < end) {
+      const to = Math.min(end, at + blockSize)
+      const b = block++
+      dequantizeBlock(scales[b]!, q, at, to, data, at, () => `tensor ${t} block ${b}`)
+      at = to
     }
-  })
+  }
   return { shapes, values: splitValues(data, sizes) }
 }
 
@@ -383,13 +402,26 @@ function flatten(list: TensorList): Float32Array {
   return flat
 }
 
-/** The k flat indices of largest |x|, ties to the lower index, returned in increasing order. */
+/**
+ * The k flat indices of largest |x|, ties to the lower index, in increasing order. The k-th largest |x| is
+ * found by a numeric sort of the magnitudes; then every index above it is taken, and as many of those equal
+ * to it as fit, lowest first: the same set as sorting (|x| descending, index ascending), with no comparator.
+ */
 function selectTopK(flat: Float32Array, k: number): Uint32Array {
-  const order = new Uint32Array(flat.length)
-  for (let i = 0; i < order.length; i++) order[i] = i
-  // A total order (the index breaks ties), so the result does not depend on the sort algorithm.
-  order.sort((a, b) => Math.abs(flat[b]!) - Math.abs(flat[a]!) || a - b)
-  return order.slice(0, k).sort()
+  const out = new Uint32Array(k)
+  const n = flat.length
+  if (k === 0) return out
+  const magnitudes = new Float32Array(n)
+  for (let i = 0; i < n; i++) magnitudes[i] = Math.abs(flat[i]!)
+  magnitudes.sort()
+  const threshold = magnitudes[n - k]!
+  let ties = k
+  for (let i = 0; i < n; i++) if (Math.abs(flat[i]!) > threshold) ties--
+  for (let i = 0, j = 0; i < n; i++) {
+    const a = Math.abs(flat[i]!)
+    if (a > threshold || (a === threshold && ties-- > 0)) out[j++] = i
+  }
+  return out
 }
 
 export function encodeTopK(update: TensorList, options: TopKOptions): Uint8Array {
@@ -447,11 +479,14 @@ export function decodeTopK(bytes: Uint8Array, blockSize: number, expectedShapes?
   if (bytes.byteLength < offset + 4 * blocks + 2 * k) throw new UpdateCodecError('truncated', `top-k of ${k} values needs at least ${offset + 4 * blocks + 2 * k} bytes, ${bytes.byteLength} arrived`)
   const scales = readScales(bytes, view, offset, blocks)
   const q = new Int8Array(bytes.buffer, bytes.byteOffset + offset + 4 * blocks, k)
+  const selected = new Float32Array(k)
+  for (let b = 0, from = 0; from < k; b++, from += blockSize) {
+    dequantizeBlock(scales[b]!, q, from, Math.min(k, from + blockSize), selected, from, () => `top-k block ${b}`)
+  }
   const data = new Float32Array(n)
   let at = offset + 4 * blocks + k
   let previous = -1
   for (let j = 0; j < k; j++) {
-    if (j % blockSize === 0) checkBlock(scales[j / blockSize]!, q, j, Math.min(k, j + blockSize), () => `top-k block ${j / blockSize}`)
     let gap = 0
     for (let shift = 0; ; shift += 7) {
       if (at >= bytes.byteLength) throw new UpdateCodecError('truncated', `top-k index ${j} ends past the bytes`)
@@ -466,7 +501,7 @@ export function decodeTopK(bytes: Uint8Array, blockSize: number, expectedShapes?
     const index = previous + 1 + gap
     if (index >= n) throw new UpdateCodecError('bad_index', `top-k index ${index} past the ${n} values`)
     previous = index
-    data[index] = q[j]! * scales[Math.floor(j / blockSize)]!
+    data[index] = selected[j]!
   }
   if (at !== bytes.byteLength) throw new UpdateCodecError('trailing_bytes', `${bytes.byteLength - at} bytes follow the last top-k index`)
   return { shapes, values: splitValues(data, sizes) }
