@@ -7,6 +7,7 @@ import { buildModel, setModelWeights } from '../../src/training/model.ts'
 import { trainUnit } from '../../src/training/trainUnit.ts'
 import { buildPreset, listPresets, PresetError, type PresetBlobs } from './index.ts'
 import { buildMnistPreset, LOCAL_PRESET_REQUESTER, MNIST_PRESET_PAYMENT } from './mnist.ts'
+import { TUNED_OUTER } from './options.ts'
 
 beforeAll(async () => {
   await tf.setBackend('cpu')
@@ -48,6 +49,16 @@ describe('MNIST dense preset through the registry', () => {
     expect(preset.spec.name).toBe('mine')
     await expect(buildPreset('mnist-mlp', { kernelBundle: 'default', training: { batchSize: 0 } })).rejects.toThrow(/training.batchSize/)
     await expect(buildPreset('cifar', { kernelBundle: 'default' })).rejects.toThrow('no preset "cifar"; the presets are mnist-mlp, mnist-cnn, shakespeare-char')
+  })
+})
+
+describe('tuned outer settings', () => {
+  it('are valid Nesterov overrides for every preset', async () => {
+    expect(Object.keys(TUNED_OUTER).sort()).toEqual([...PRESET_IDS].sort())
+    for (const id of PRESET_IDS) {
+      const preset = await buildPreset(id, { kernelBundle: 'default', training: TUNED_OUTER[id] })
+      expect(preset.spec.training).toMatchObject(TUNED_OUTER[id])
+    }
   })
 })
 
