@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
-import type { ClaimDomainParams } from '../src/protocol/index.ts'
+import { presetInfo, type ClaimDomainParams } from '../src/protocol/index.ts'
 import { BlobStore } from './blobs.ts'
 import type { CoordinatorConfig } from './config.ts'
 import { migrate, openDatabase, type Database } from './db.ts'
@@ -83,7 +83,7 @@ export async function startCoordinator(
     // The preset twice: on the default kernel bundle, and in exact mode (a job chooses its kernels).
     const presetJobIds: string[] = []
     for (const kernelBundle of [KERNEL_BUNDLE, EXACT_KERNEL_BUNDLE]) {
-      const preset = await buildMnistPreset({ paid: chain !== null, kernelBundle })
+      const preset = await buildMnistPreset({ paid: chain !== null, kernelBundle, training: presetInfo('mnist-mlp')!.training })
       const jobId = await jobs.createJob(preset.spec, preset.blobs.values())
       if (chain?.fundJob && preset.spec.payment) await chain.fundJob(jobId, preset.spec.payment)
       presetJobIds.push(jobId)

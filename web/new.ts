@@ -151,7 +151,7 @@ function updateBudgetHelp() {
     const suggested = suggestedBudget(price, Number(training.rounds), Number(training.unitsPerRound))
     if (!input('budget').dataset.edited) input('budget').value = formatUnits(suggested, TOKEN_DECIMALS)
     const budget = readAmount('budget', 'Budget', input('budget').value, TOKEN_DECIMALS)
-    help.textContent = `Pays for ${unitsPaidFor(budget, price)} units; the job needs ${Number(training.rounds) * Number(training.unitsPerRound)} plus spot checks (up to 1 in 3). Escrowed before any unit is issued; what is not spent comes back.`
+    help.textContent = `Pays for ${unitsPaidFor(budget, price)} units; the job needs at least ${Number(training.rounds) * Number(training.unitsPerRound)} plus spot checks (up to 1 in 3). The presets' rounds follow the live pool (one unit per tab a round), so with more tabs than K the budget, not the round count, ends the job. Escrowed before any unit is issued; what is not spent comes back.`
   } catch (error) {
     help.textContent = error instanceof Error ? error.message : String(error)
   }

@@ -5,10 +5,12 @@ import { encodeIdx, labelledSetFromIdx, sliceIdx, type LabelledSet } from '../..
 import {
   hashTensorList,
   parseJobSpec,
+  presetInfo,
   seededU32Stream,
   sha256Hex,
   type JobSpec,
   type TensorList,
+  type TrainingConfig,
 } from '../../src/protocol/index.ts'
 import { EXACT_KERNEL_BUNDLE, KERNEL_BUNDLE } from '../../src/kernels/config.ts'
 import { readIdxFile } from '../idxFile.ts'
@@ -89,10 +91,22 @@ export const MNIST_PRESET_PAYMENT = { pricePerUnit: '1000000000000000000', budge
 export const LOCAL_PRESET_REQUESTER = '0x70997970C51812dc3A010C7d01b50e0d17dc79C8'
 
 /**
- * `paid: false` gives the volunteer variant (no payment terms: a different spec, so a different job id),
- * which is what a coordinator without a chain can run.
+ * The MNIST MLP's first configuration: the catalogue's inner schedule (src/protocol/presetCatalog.ts) with
+ * synchronous rounds of K units, float32 updates and plain averaging. The tests, benchmarks and calibration
+ * that pin this spec's hashes and bits build it; preset jobs run the catalogue's `training` (`options.training`).
  */
-export async function buildMnistPreset(options: { dir?: string; paid?: boolean; kernelBundle?: string; requester?: string } = {}): Promise<PresetBlobs> {
+export const CLASSIC_MNIST_TRAINING: TrainingConfig = (() => {
+  const { maxStaleness: _s, compression: _c, outerMomentum: _m, ...inner } = presetInfo('mnist-mlp')!.training
+  return { ...inner, outerOptimizer: 'average', outerLearningRate: 1 }
+})()
+
+/**
+ * `paid: false` gives the volunteer variant (no payment terms: a different spec, so a different job id),
+ * which is what a coordinator without a chain can run. `training` defaults to CLASSIC_MNIST_TRAINING.
+ */
+export async function buildMnistPreset(
+  options: { dir?: string; paid?: boolean; kernelBundle?: string; requester?: string; training?: TrainingConfig } = {},
+): Promise<PresetBlobs> {
   const { blobs, trainSplit, heldOutSplit, train, heldOut } = await mnistSplits(options.dir)
   const topology = mnistTopology()
   const initial = hashTensorList(seededGlorotWeights([[784, 64], [64], [64, 10], [10]], 'tabtrain/preset/mnist-mlp/v1'))
@@ -119,17 +133,7 @@ export async function buildMnistPreset(options: { dir?: string; paid?: boolean; 
       train: trainSplit,
       heldOut: heldOutSplit,
     },
-    training: {
-      innerOptimizer: 'adam',
-      learningRate: 0.003,
-      batchSize: 32,
-      innerSteps: 10,
-      unitsPerRound: 4,
-      rounds: 40,
-      outerOptimizer: 'average',
-      outerLearningRate: 1,
-      leaseTtlSeconds: 120,
-    },
+    training: options.training ?? CLASSIC_MNIST_TRAINING,
     kernelBundle: options.kernelBundle ?? KERNEL_BUNDLE,
     ...(options.paid === false ? {} : { payment: { ...MNIST_PRESET_PAYMENT, requester: options.requester ?? LOCAL_PRESET_REQUESTER } }),
   })

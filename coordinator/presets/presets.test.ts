@@ -1,13 +1,22 @@
 import * as tf from '@tensorflow/tfjs'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { EXACT_KERNEL_BUNDLE, KERNEL_BUNDLE } from '../../src/kernels/config.ts'
-import { canonicalJsonHash, decodeTensorList, jobSpecHash, PRESET_IDS, TRAINING_HELP, type JobSpec, type TensorList } from '../../src/protocol/index.ts'
+import {
+  canonicalJsonHash,
+  decodeTensorList,
+  decodeUpdate,
+  jobSpecHash,
+  PRESET_IDS,
+  presetInfo,
+  TRAINING_HELP,
+  type JobSpec,
+  type TensorList,
+} from '../../src/protocol/index.ts'
 import { evaluateModel } from '../../src/training/evaluate.ts'
 import { buildModel, setModelWeights } from '../../src/training/model.ts'
 import { trainUnit } from '../../src/training/trainUnit.ts'
 import { buildPreset, listPresets, PresetError, type PresetBlobs } from './index.ts'
 import { buildMnistPreset, LOCAL_PRESET_REQUESTER, MNIST_PRESET_PAYMENT } from './mnist.ts'
-import { TUNED_OUTER } from './options.ts'
 
 beforeAll(async () => {
   await tf.setBackend('cpu')
@@ -29,17 +38,28 @@ describe('the preset catalogue', () => {
   })
 })
 
+/** The paid MNIST MLP job `npm start` creates, bundle left out (see hashWithoutBundle). */
+const PINNED_PAID_CATALOGUE = '0xc79edea18659c0548747f082f51e5326187d6f4e92ad97de4da642641ed40fe8'
+
 describe('MNIST dense preset through the registry', () => {
-  it('keeps the spec hashes the coordinator has always created (volunteer, paid; default and exact)', async () => {
+  it('keeps the spec hashes of the classic configuration the tests and benchmarks build (volunteer, paid)', async () => {
     const volunteer = await buildMnistPreset({ paid: false })
     const paid = await buildMnistPreset({ paid: true })
-    const exact = await buildMnistPreset({ paid: false, kernelBundle: EXACT_KERNEL_BUNDLE })
     // Pinned (checked against the commit before requester jobs): topology, weights, data shards, training config.
     expect(hashWithoutBundle(volunteer.spec)).toBe('0x2f1266755fbb0a9f43ddc7ccd74b5ddcd25a3ea14ee2a9a7f616b2d3458a7716')
     expect(hashWithoutBundle(paid.spec)).toBe('0xd31c653a734a34b41e46f22bcca6567bf5a26684ab30e5786e35857205c85451')
+  })
+
+  it('builds the same job through the registry as the coordinator starts with: the catalogue training', async () => {
+    const training = presetInfo('mnist-mlp')!.training
+    const paid = await buildMnistPreset({ paid: true, training })
     const fromRegistry = await buildPreset('mnist-mlp', { kernelBundle: 'default', payment: { ...MNIST_PRESET_PAYMENT, requester: LOCAL_PRESET_REQUESTER } })
     expect(jobSpecHash(fromRegistry.spec)).toBe(jobSpecHash(paid.spec))
+    // Pinned: the catalogue's schedule (asynchronous rounds, int8, Nesterov 0.4/0.8) is part of the preset's identity.
+    expect(hashWithoutBundle(paid.spec)).toBe(PINNED_PAID_CATALOGUE)
+    const volunteer = await buildMnistPreset({ paid: false, training })
     expect(jobSpecHash((await buildPreset('mnist-mlp', { kernelBundle: 'default' })).spec)).toBe(jobSpecHash(volunteer.spec))
+    const exact = await buildMnistPreset({ paid: false, kernelBundle: EXACT_KERNEL_BUNDLE, training })
     expect(jobSpecHash((await buildPreset('mnist-mlp', { kernelBundle: 'exact' })).spec)).toBe(jobSpecHash(exact.spec))
   })
 
@@ -52,12 +72,19 @@ describe('MNIST dense preset through the registry', () => {
   })
 })
 
-describe('tuned outer settings', () => {
-  it('are valid Nesterov overrides for every preset', async () => {
-    expect(Object.keys(TUNED_OUTER).sort()).toEqual([...PRESET_IDS].sort())
+describe('how preset jobs run', () => {
+  it('every preset job runs asynchronous rounds, int8 updates and its tuned outer Nesterov step', async () => {
+    const tuned = { 'mnist-mlp': [0.4, 0.8], 'mnist-cnn': [0.7, 0.7], 'shakespeare-char': [0.7, 0.7] }
     for (const id of PRESET_IDS) {
-      const preset = await buildPreset(id, { kernelBundle: 'default', training: TUNED_OUTER[id] })
-      expect(preset.spec.training).toMatchObject(TUNED_OUTER[id])
+      const preset = await buildPreset(id, { kernelBundle: 'default' })
+      const [outerLearningRate, outerMomentum] = tuned[id]
+      expect(preset.spec.training).toMatchObject({
+        outerOptimizer: 'nesterov',
+        outerLearningRate,
+        outerMomentum,
+        maxStaleness: 2,
+        compression: { kind: 'int8', blockSize: 256 },
+      })
     }
   })
 })
@@ -92,7 +119,7 @@ async function lossBeforeAndAfter(preset: PresetBlobs, units: number, heldOut = 
   const before = await evaluateModel(model, spec, subset)
   for (let unit = 0; unit < units; unit++) {
     const result = await trainUnit({ spec, unit: { jobId: jobSpecHash(spec), round: unit, unit: 0, inputHash: spec.model.initialWeights }, model, checkpoint, train: preset.train })
-    const delta = decodeTensorList(result.updateBytes)
+    const delta = decodeUpdate(spec.training.compression, result.updateBytes)
     checkpoint = { shapes: checkpoint.shapes, values: checkpoint.values.map((v, i) => v.map((x, j) => x + delta.values[i]![j]!)) }
   }
   setModelWeights(model, checkpoint)
