@@ -1,17 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { decodeTensorList, hashTensorList, type TrainingConfig } from '../src/protocol/index.ts'
 import { clipToMedianNorm } from '../src/training/aggregate.ts'
 import { outerStep } from '../src/training/outerOptimizer.ts'
 import { threadAggregator, type Aggregator } from './aggregation/aggregator.ts'
-import { BlobStore } from './blobs.ts'
-import { migrate, type Database } from './db.ts'
 import { CoordinatorError } from './errors.ts'
 import { JobService } from './jobs.ts'
-import { TEST_ENGINES, noteSkippedEngines, type RunningEngine } from './testing/engines.ts'
+import { TEST_ENGINES, noteSkippedEngines, useMigratedStore } from './testing/engines.ts'
 import {
   TEST_DOMAIN,
   jobVariant,
@@ -28,31 +23,17 @@ const NEVER_SAMPLED = () => 1
 /** Asynchronous rounds (spec.training.maxStaleness ≥ 1): what contributors and the requester see. */
 for (const engine of TEST_ENGINES) {
   describe.skipIf(engine.skipReason !== null)(`asynchronous rounds on ${engine.name}`, () => {
-    let running: RunningEngine
-    let db: Database
-    let blobDir: string
-    let blobs: BlobStore
+    const store = useMigratedStore(engine, 'tabtrain-async')
     let base: TestJobBase
     let jobCounter = 0
 
     beforeAll(async () => {
       base = await testJobBase()
-      running = await engine.start()
-      db = await running.open()
-      await migrate(db)
-      blobDir = await mkdtemp(join(tmpdir(), 'tabtrain-async-'))
-      blobs = new BlobStore(blobDir)
-    })
-
-    afterAll(async () => {
-      await db?.close()
-      await running?.stop()
-      if (blobDir) await rm(blobDir, { recursive: true, force: true })
     })
 
     async function newJob(training: Partial<TrainingConfig> = {}, aggregator?: Aggregator) {
       const clock = { t: T0 }
-      const jobs = new JobService({ db, blobs, domain: TEST_DOMAIN, now: () => clock.t, random: NEVER_SAMPLED, aggregator })
+      const jobs = new JobService({ db: store.db, blobs: store.blobs, domain: TEST_DOMAIN, now: () => clock.t, random: NEVER_SAMPLED, aggregator })
       const spec = jobVariant(base.spec, `async ${engine.name} ${++jobCounter}`, { unitsPerRound: 2, maxStaleness: 2, rounds: 6, ...training })
       const jobId = await jobs.createJob(spec, base.blobs)
       let seed = 1000 * jobCounter
@@ -128,7 +109,7 @@ for (const engine of TEST_ENGINES) {
       expect(late.result).toMatchObject({ accepted: true, round: 0 })
       const progress = await ctx.settled()
       expect(progress.round).toBe(2)
-      const expected = outerStep({ checkpoint: decodeTensorList(await blobs.get(round1Input)), momentum: null, updates: [{ update: late.update, examples: 1 }], training: ctx.spec.training })
+      const expected = outerStep({ checkpoint: decodeTensorList(await store.blobs.get(round1Input)), momentum: null, updates: [{ update: late.update, examples: 1 }], training: ctx.spec.training })
       expect(progress.checkpoint).toBe(hashTensorList(expected.next).hash)
     })
 

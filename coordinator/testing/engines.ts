@@ -1,4 +1,9 @@
-import { openPglite, openPostgres, type Database } from '../db.ts'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll } from 'vitest'
+import { BlobStore } from '../blobs.ts'
+import { migrate, openPglite, openPostgres, type Database } from '../db.ts'
 import { postgresUnavailableReason, startPostgresServer, type PostgresServer } from './postgresServer.ts'
 
 /**
@@ -49,4 +54,33 @@ export function noteSkippedEngines(suite: string): void {
   for (const engine of TEST_ENGINES) {
     if (engine.skipReason) console.warn(`[${suite}] skipping the ${engine.name} store suite: ${engine.skipReason}`)
   }
+}
+
+/** What a suite gets from `useMigratedStore`: read its fields inside tests (they are set in beforeAll). */
+export interface MigratedStore {
+  db: Database
+  blobs: BlobStore
+  blobDir: string
+}
+
+/**
+ * Registers beforeAll/afterAll hooks giving the enclosing describe block a migrated database on `engine` and a
+ * blob store in a temporary folder, both removed afterwards.
+ */
+export function useMigratedStore(engine: TestEngine, prefix: string): MigratedStore {
+  const store = {} as MigratedStore
+  let running: RunningEngine | undefined
+  beforeAll(async () => {
+    running = await engine.start()
+    store.db = await running.open()
+    await migrate(store.db)
+    store.blobDir = await mkdtemp(join(tmpdir(), `${prefix}-`))
+    store.blobs = new BlobStore(store.blobDir)
+  })
+  afterAll(async () => {
+    await store.db?.close()
+    await running?.stop()
+    if (store.blobDir) await rm(store.blobDir, { recursive: true, force: true })
+  })
+  return store
 }
