@@ -104,7 +104,9 @@ describe('a requester posts jobs, downloads the model, cancels and is refunded',
     const before = (await client.listJobs()).length
     await page.check('#preset-shakespeare-char')
     expect(await page.inputValue('#job-name')).toBe('Tiny Shakespeare, character model')
-    await page.fill('#hp-rounds', '2')
+    // Enough rounds that the job is still running when its owner cancels it below: its rounds follow the
+    // pool, so two tabs close them as fast as they answer.
+    await page.fill('#hp-rounds', '6')
     await page.fill('#hp-unitsPerRound', '2')
     await page.fill('#price', '0.5')
     await page.screenshot({ path: join(ARTIFACTS, 'new-job-preset.png'), fullPage: true })
@@ -120,8 +122,8 @@ describe('a requester posts jobs, downloads the model, cancels and is refunded',
     expect((await client.listJobs()).length).toBe(before + 1)
     const job = await until(() => client.job(presetJob), (j) => j.payment?.status === 'funded', 30_000, 'escrow seen by the coordinator')
     expect(job.spec.payment!.requester).toBe(owner)
-    // 2 rounds × 2 units and up to a third more for checks, at 0.5 TTT: 6 × 0.5 = 3 TTT.
-    expect(job.payment!.deposited).toBe(String(3n * 10n ** 18n))
+    // 6 rounds × 2 units and up to a third more for checks, at 0.5 TTT: 16 × 0.5 = 8 TTT.
+    expect(job.payment!.deposited).toBe(String(8n * 10n ** 18n))
   })
 
   it('refuses a model that does not fit the data, saying where, and stores nothing', async () => {

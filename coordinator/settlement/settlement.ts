@@ -182,7 +182,9 @@ export class Settlement {
       const state = await this.escrow.state(job.id)
       if (state.closed || state.refunded) continue
       const out = await workInFlight(db, job.id, now)
-      if (out.leases > 0 || out.checks > 0) continue
+      // A finished job's leases can no longer be answered (stale_round), so only its checks are waited
+      // for: an asynchronous job finishes while tabs still hold prefetched leases and answers are under check.
+      if ((job.status === 'cancelled' && out.leases > 0) || out.checks > 0) continue
       const owed = await this.escrow.obligations(job.id, payment, state)
       if (owed.charged < owed.earned) continue
       const receipt = await transactions.send(`close escrow of ${job.id.slice(0, 10)}`, () =>

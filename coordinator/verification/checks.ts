@@ -295,8 +295,9 @@ async function settleClassCheck(ctx: JobContext, job: JobRow, unit: UnitRow, pri
 
 /**
  * Periodic work: peer checks nobody took go to the referee, referee runs cut off by a restart resume, and
- * rounds whose checks all settled close. A cancelled job's stalled checks go to the referee too (nobody
- * will lease them again), so its answers settle, are paid or not, and its escrow can be closed; a paused
+ * rounds whose checks all settled close. A cancelled or finished job's stalled checks go to the referee too
+ * (nobody will lease them again; an asynchronous job finishes with answers still under check), so its answers
+ * settle, are paid or not, and its escrow can be closed; a paused
  * job's wait for a peer until it is resumed.
  */
 export async function verificationTick(ctx: JobContext): Promise<void> {
@@ -304,7 +305,7 @@ export async function verificationTick(ctx: JobContext): Promise<void> {
   const stalled = await ctx.db.query<{ job_id: Hash; round: number; unit: number }>(
     `UPDATE units u SET check_status = 'referee'
        FROM jobs j
-      WHERE j.id = u.job_id AND j.status IN ('active', 'cancelled') AND u.check_status = 'wanted' AND u.check_kind = 'peer' AND u.check_wanted_at <= $1
+      WHERE j.id = u.job_id AND j.status IN ('active', 'cancelled', 'finished') AND u.check_status = 'wanted' AND u.check_kind = 'peer' AND u.check_wanted_at <= $1
         AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = u.job_id AND a.round = u.round AND a.unit = u.unit
                           AND a.kind = 'check' AND ((a.status = 'submitted' AND a.verdict = 'pending') OR (a.status = 'leased' AND a.expires_at > $2)))
       RETURNING u.job_id, u.round, u.unit`,
