@@ -18,7 +18,8 @@
  * ("1,10,100,1000"), BENCH_THROUGHPUT_STORES ("pglite,postgres"), BENCH_SCALING_SECONDS (per row, 15),
  * BENCH_SCALING_CONTRIBUTORS ("1,4,16,64"), BENCH_SCALING_DELAY_MS (fixed compute per unit, 1000),
  * BENCH_SCALING_STALENESS ("0,1"), BENCH_SCALING_STORES ("pglite"), BENCH_SCALING_OVERLAP (0: no prefetch, no
- * background upload), BENCH_SKIP ("claims" or "scaling"), BENCH_SIGN_EVERY_LEASE (1: no sessions), BENCH_PROFILE (a folder: the
+ * background upload), BENCH_SKIP ("claims" or "scaling"), BENCH_SIGN_EVERY_LEASE (1: no sessions), BENCH_THROUGHPUT_OUT (file name
+ * stem in bench/results, "throughput": a partial run elsewhere keeps the full tables), BENCH_PROFILE (a folder: the
  * coordinator writes a V8 CPU profile there).
  */
 import { fork, type ChildProcess } from 'node:child_process'
@@ -520,8 +521,9 @@ async function main() {
     ),
     '',
   ].join('\n')
-  await writeFile(join(RESULTS, 'throughput.md'), md)
-  await writeFile(join(RESULTS, 'throughput.json'), JSON.stringify({ date: new Date().toISOString(), machine, claimPath: claimRows, scaling: scalingRows, notes }, null, 2))
+  const out = env.BENCH_THROUGHPUT_OUT || 'throughput'
+  await writeFile(join(RESULTS, `${out}.md`), md)
+  await writeFile(join(RESULTS, `${out}.json`), JSON.stringify({ date: new Date().toISOString(), machine, claimPath: claimRows, scaling: scalingRows, notes }, null, 2))
   console.log(md)
 }
 
