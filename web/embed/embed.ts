@@ -194,7 +194,8 @@ async function startSession(params: EmbedParams) {
       deviceClass: device.deviceClass,
       jobId: params.job,
       referrer: params.referrer,
-      executor: { runUnit: (spec, unit) => remote.runUnit(spec, unit) },
+      // The Worker fetches the next unit's checkpoint while the current one computes, as on the contribute page.
+      executor: { runUnit: (spec, unit) => remote.runUnit(spec, unit), prefetch: (spec, unit) => remote.prefetch(spec, unit) },
       restAfterUnit: (computeMs) => restAfter(params.duty, computeMs),
       onEvent: (event) => onEvent(current, params, event),
     })
