@@ -2,7 +2,7 @@ import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { describe, expect, it } from 'vitest'
 import { CoordinatorClient } from '../client/coordinatorClient.ts'
 import { recoverLeaseRequestSigner, type CoordinatorInfo, type Hash, type SignedLeaseRequest } from '../protocol/index.ts'
-import { JOB_PAUSED_WAIT_MS, Scheduler, TOO_MANY_LEASES_WAIT_MS, type SchedulerEvent } from './scheduler.ts'
+import { JOB_PAUSED_WAIT_MS, prefetchDelayMs, Scheduler, TOO_MANY_LEASES_WAIT_MS, type SchedulerEvent } from './scheduler.ts'
 
 const jobId = `0x${'ab'.repeat(32)}` as Hash
 const info: CoordinatorInfo = {
@@ -461,5 +461,15 @@ describe('Scheduler auto-sizing', () => {
     await h.until(() => h.started.length === 2 && h.requests.length === 3)
     expect(h.requests.every((r) => r.request.innerSteps === undefined)).toBe(true)
     await h.scheduler.stop()
+  })
+})
+
+describe('prefetchDelayMs', () => {
+  it("leases an asynchronous job's next unit shortly before the current one ends, so it starts from a recent checkpoint", () => {
+    // A 30 s unit: 3 s ahead (the cap). A 2 s unit: 15% ahead. A unit shorter than the 300 ms floor: at once.
+    expect(prefetchDelayMs(30_000)).toBe(27_000)
+    expect(prefetchDelayMs(2_000)).toBe(1_700)
+    expect(prefetchDelayMs(200)).toBe(0)
+    expect(prefetchDelayMs(0)).toBe(0)
   })
 })
