@@ -309,6 +309,9 @@ const MIGRATIONS: string[] = [
    ALTER TABLE units ADD COLUMN inner_steps integer;
    ALTER TABLE rounds ADD COLUMN momentum_hash text;
    CREATE INDEX units_unapplied ON units (job_id) WHERE status = 'accepted' AND applied_round IS NULL;`,
+  // The lease path asks on every lease whether the job has a unit waiting for a check (coordinator/leasing.ts):
+  // an index of only those units answers it, and finds the check, without scanning a round's accepted units.
+  `CREATE INDEX units_check_wanted ON units (job_id, round, unit) WHERE check_status = 'wanted';`,
 ]
 
 /** The schema version a migrated store is at: one per migration. */

@@ -12,8 +12,8 @@ import {
 } from '../src/protocol/index.ts'
 import type { JobContext } from './context.ts'
 import { CoordinatorError } from './errors.ts'
-import { jobRow, type UnitRow } from './rows.ts'
-import { isBanned, readReputation, recordReputation } from './verification/reputation.ts'
+import type { JobRow, UnitRow } from './rows.ts'
+import { isBanned, recordReputation, reputationFrom, type ReputationRow } from './verification/reputation.ts'
 
 /** How soon a contributor asks again while a paid job waits for its escrow. */
 const PAYMENT_WAIT_MS = 2000
@@ -60,13 +60,23 @@ export async function leaseUnit(
   referrer: Address | null = null,
   askedInnerSteps: number | null = null,
 ): Promise<LeaseResponse> {
-  const job = await jobRow(ctx.db, jobId)
+  // The job, the asker's reputation and whether any unit of the job waits for a check, in one statement
+  // (the last on an index of only such units): most leases then skip the search for a check altogether.
+  // A check wanted a moment after this read is found by the next lease, as if this one had come earlier.
+  const [head] = await ctx.db.query<JobRow & { reputation: ReputationRow | null; wants_check: boolean }>(
+    `SELECT j.*, to_jsonb(r) AS reputation,
+            EXISTS (SELECT 1 FROM units w WHERE w.job_id = j.id AND w.check_status = 'wanted') AS wants_check
+       FROM jobs j LEFT JOIN reputation r ON r.address = $2 WHERE j.id = $1`,
+    [jobId, contributor],
+  )
+  if (!head) throw new CoordinatorError('job_not_found', `no job ${jobId}`)
+  const { reputation: joined, wants_check: wantsCheck, ...job } = head
   if (job.status === 'finished') return { status: 'finished' }
   // The owner's word (coordinator/owner.ts): no new unit. Leases already out may still be answered.
   if (job.status === 'paused') throw new CoordinatorError('job_paused', `job ${job.id} is paused by its owner: no new units until it is resumed`)
   if (job.status === 'cancelled') throw new CoordinatorError('job_cancelled', `job ${job.id} was cancelled by its owner: it issues no more units`)
   const policy = verificationPolicy(job.spec)
-  const reputation = await readReputation(ctx.db, contributor)
+  const reputation = reputationFrom(joined, contributor)
   if (isBanned(reputation)) {
     throw new CoordinatorError('address_banned', `${contributor} gets no more units: ${reputation.banned_reason ?? 'it was caught submitting wrong work'}`)
   }
@@ -95,16 +105,14 @@ export async function leaseUnit(
     // Counted under a lock per (job, address), inside the transaction that takes the unit: concurrent
     // requests of one address are serialised, so the cap holds however many arrive at once.
     await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))`, [job.id, contributor])
-    const [live] = await tx.query<{ n: string }>(
-      `SELECT count(*) AS n FROM attempts WHERE job_id = $1 AND contributor = $2 AND status = 'leased' AND expires_at > $3`,
-      [job.id, contributor, now],
-    )
-    if (Number(live?.n ?? 0) >= maxLive) {
-      throw new CoordinatorError(
+    const tooMany = (live: string | number) =>
+      new CoordinatorError(
         'too_many_leases',
-        `${contributor} already holds ${live!.n} live lease(s) in this job, the most it may hold${probation ? ' after leaving leases unanswered' : ''}; answer or let them expire first`,
+        `${contributor} already holds ${live} live lease(s) in this job, the most it may hold${probation ? ' after leaving leases unanswered' : ''}; answer or let them expire first`,
       )
-    }
+    // The address's live leases, counted after the lock (each statement sees what committed before it).
+    const live = (job: string, address: string, at: string) =>
+      `SELECT count(*) AS n FROM attempts WHERE job_id = ${job} AND contributor = ${address} AND status = 'leased' AND expires_at > ${at}`
     // The attempt is written in the same transaction that locks its unit, so two concurrent requests can
     // never both take one check (the second one's NOT EXISTS sees the first's live attempt).
     // A primary trains from the current checkpoint; a check (asynchronous jobs may check a unit of an
@@ -117,54 +125,80 @@ export async function leaseUnit(
       )
       return { unit, kind, round, inputHash, innerSteps }
     }
-    // A check: a unit whose answer waits for a second opinion from an address that has not answered it.
-    // A third run in the primary's device class goes only to an address whose last answer was of that class.
-    const [check] = await tx.query<UnitRow & { input_hash: Hash; inner_steps: number | null }>(
-      `SELECT u.*, (SELECT p.input_hash FROM attempts p WHERE p.lease_id = u.lease_id) AS input_hash FROM units u
-        WHERE u.job_id = $1 AND u.round BETWEEN $2::int - $5::int AND $2 AND u.status = 'accepted' AND u.check_status = 'wanted'
-          AND (u.check_kind = 'peer' OR (u.check_kind = 'class' AND u.check_class = (
-                SELECT device_class FROM attempts WHERE contributor = $3 AND status = 'submitted' AND device_class IS NOT NULL
-                 ORDER BY submitted_at DESC LIMIT 1)))
-          AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = u.job_id AND a.round = u.round AND a.unit = u.unit
-                            AND (a.contributor = $3 OR (a.kind = 'check' AND a.status = 'leased' AND a.expires_at > $4)))
-        ORDER BY u.round, u.unit LIMIT 1
-        FOR UPDATE OF u SKIP LOCKED`,
-      [job.id, job.round, contributor, now, maxStaleness(job.spec.training)],
-    )
-    if (check) return record(check.unit, 'check', check.inner_steps == null ? null : Number(check.inner_steps), Number(check.round), check.input_hash)
-    // Open units first, in index order, then units whose lease ran out. Two index range scans instead of
-    // one OR over the whole round, so a lease costs the same with K = 4 or K = 10,000.
-    const take = (condition: string, params: unknown[]) =>
-      tx.query<UnitRow & { previous_lease: string | null; previous_holder: string | null }>(
-        `WITH candidate AS (
-           SELECT job_id, round, unit, lease_id AS previous_lease, leased_to AS previous_holder FROM units
-            WHERE job_id = $1 AND round = $2 AND ${condition}
-            ORDER BY unit LIMIT 1
-            FOR UPDATE SKIP LOCKED)
-         UPDATE units u SET status = 'leased', lease_id = $3, leased_to = $4, lease_expires_at = $5,
-                leases_issued = u.leases_issued + 1, inner_steps = $${params.length + 6}::int
-           FROM candidate c
-          WHERE u.job_id = c.job_id AND u.round = c.round AND u.unit = c.unit
-         RETURNING u.*, c.previous_lease, c.previous_holder`,
-        [job.id, job.round, leaseId, contributor, now + ttlMs, ...params, issuedH],
+    let counted = false
+    if (wantsCheck) {
+      const [held] = await tx.query<{ n: string }>(live('$1', '$2', '$3'), [job.id, contributor, now])
+      if (Number(held?.n ?? 0) >= maxLive) throw tooMany(held!.n)
+      counted = true
+      // A check: a unit whose answer waits for a second opinion from an address that has not answered it.
+      // A third run in the primary's device class goes only to an address whose last answer was of that class.
+      const [check] = await tx.query<UnitRow & { input_hash: Hash; inner_steps: number | null }>(
+        `SELECT u.*, (SELECT p.input_hash FROM attempts p WHERE p.lease_id = u.lease_id) AS input_hash FROM units u
+          WHERE u.job_id = $1 AND u.round BETWEEN $2::int - $5::int AND $2 AND u.status = 'accepted' AND u.check_status = 'wanted'
+            AND (u.check_kind = 'peer' OR (u.check_kind = 'class' AND u.check_class = (
+                  SELECT device_class FROM attempts WHERE contributor = $3 AND status = 'submitted' AND device_class IS NOT NULL
+                   ORDER BY submitted_at DESC LIMIT 1)))
+            AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = u.job_id AND a.round = u.round AND a.unit = u.unit
+                              AND (a.contributor = $3 OR (a.kind = 'check' AND a.status = 'leased' AND a.expires_at > $4)))
+          ORDER BY u.round, u.unit LIMIT 1
+          FOR UPDATE OF u SKIP LOCKED`,
+        [job.id, job.round, contributor, now, maxStaleness(job.spec.training)],
       )
+      if (check) return record(check.unit, 'check', check.inner_steps == null ? null : Number(check.inner_steps), Number(check.round), check.input_hash)
+    }
+    // A primary's attempt is written by the statement that takes (or makes) its unit, as a WITH clause.
+    // Parameters of the statements below: $1 job, $2 round, $3 lease, $4 address, $5 expiry, $6 H, $7 now,
+    // $8 checkpoint, $9 referrer, then the statement's own.
+    const shared = [job.id, job.round, leaseId, contributor, now + ttlMs, issuedH, now, job.checkpoint, referrer]
+    const RECORD_PRIMARY = `INSERT INTO attempts (lease_id, job_id, round, unit, contributor, kind, issued_at, expires_at, input_hash, referrer)
+         SELECT $3::text, $1::text, $2::int, unit, $4::text, 'primary', $7::bigint, $5::bigint, $8::text, $9::text FROM taken`
+    type Taken = { live: string | null; unit: number | null; previous_lease: string | null; previous_holder: string | null }
+    // Open units first, in index order, then units whose lease ran out. Two index range scans instead of
+    // one OR over the whole round, so a lease costs the same with K = 4 or K = 10,000. The first one also
+    // counts the address's live leases (when no check search counted them) and takes nothing at the cap.
+    const take = async (condition: string) => {
+      const count = !counted
+      counted = true
+      const [row] = await tx.query<Taken>(
+        `WITH ${count ? `live AS (${live('$1', '$4', '$7')}),` : ''}
+         candidate AS (
+           SELECT job_id, round, unit, lease_id AS previous_lease, leased_to AS previous_holder FROM units
+            WHERE job_id = $1 AND round = $2 AND ${condition} ${count ? `AND (SELECT n FROM live) < $10` : ''}
+            ORDER BY unit LIMIT 1
+            FOR UPDATE SKIP LOCKED),
+         taken AS (
+           UPDATE units u SET status = 'leased', lease_id = $3, leased_to = $4, lease_expires_at = $5,
+                  leases_issued = u.leases_issued + 1, inner_steps = $6::int
+             FROM candidate c
+            WHERE u.job_id = c.job_id AND u.round = c.round AND u.unit = c.unit
+           RETURNING u.unit, c.previous_lease, c.previous_holder),
+         recorded AS (${RECORD_PRIMARY})
+         SELECT ${count ? '(SELECT n FROM live)' : 'NULL'} AS live, taken.* FROM (SELECT 1) AS one LEFT JOIN taken ON true`,
+        count ? [...shared, maxLive] : shared,
+      )
+      if (count && Number(row?.live ?? 0) >= maxLive) throw tooMany(row!.live!)
+      return row?.unit == null ? [] : [row]
+    }
     // Asynchronous rounds follow the pool: when no unit is left to take, a new one is made for the asker.
     // Its index is the round's next; the job-wide lock orders concurrent creations.
     const create = async () => {
       await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1), $2)`, [job.id, job.round])
-      return tx.query<UnitRow & { previous_lease: string | null; previous_holder: string | null }>(
-        `INSERT INTO units (job_id, round, unit, status, lease_id, leased_to, lease_expires_at, leases_issued, inner_steps)
-         SELECT $1, $2, coalesce(max(unit), -1) + 1, 'leased', $3, $4, $5, 1, $7::int FROM units WHERE job_id = $1 AND round = $2
-         HAVING coalesce(max(unit), -1) + 1 < $6
-         RETURNING *, NULL::text AS previous_lease, NULL::text AS previous_holder`,
-        [job.id, job.round, leaseId, contributor, now + ttlMs, MAX_UNITS_PER_ROUND, issuedH],
+      return tx.query<Taken>(
+        `WITH taken AS (
+           INSERT INTO units (job_id, round, unit, status, lease_id, leased_to, lease_expires_at, leases_issued, inner_steps)
+           SELECT $1, $2, coalesce(max(unit), -1) + 1, 'leased', $3, $4, $5, 1, $6::int FROM units WHERE job_id = $1 AND round = $2
+           HAVING coalesce(max(unit), -1) + 1 < $10
+           RETURNING unit, NULL::text AS previous_lease, NULL::text AS previous_holder),
+         recorded AS (${RECORD_PRIMARY})
+         SELECT NULL AS live, taken.* FROM taken`,
+        [...shared, MAX_UNITS_PER_ROUND],
       )
     }
-    let rows = await take(`status = 'open'`, [])
+    let rows = await take(`status = 'open'`)
     if (rows.length === 0) {
       rows = probation
-        ? await take(`status = 'leased' AND lease_expires_at <= $6 AND leased_to <> $4`, [now])
-        : await take(`status = 'leased' AND lease_expires_at <= $6`, [now])
+        ? await take(`status = 'leased' AND lease_expires_at <= $7 AND leased_to <> $4`)
+        : await take(`status = 'leased' AND lease_expires_at <= $7`)
     }
     if (rows.length === 0 && isAsynchronous(job.spec.training)) rows = await create()
     const row = rows[0]
@@ -173,7 +207,7 @@ export async function leaseUnit(
       const expired = await tx.query(`UPDATE attempts SET status = 'expired' WHERE lease_id = $1 AND status = 'leased' RETURNING lease_id`, [row.previous_lease])
       if (expired.length && row.previous_holder) await recordReputation(tx, row.previous_holder, 'abandoned', now)
     }
-    return record(row.unit, 'primary', issuedH)
+    return { unit: Number(row.unit), kind: 'primary' as const, round: job.round, inputHash: job.checkpoint, innerSteps: issuedH }
   })
   if (leased) {
     return {

@@ -76,6 +76,13 @@ async function roundReady(db: Queryable, job: JobRow, round: number): Promise<bo
   return Number(row?.ready ?? 0) >= job.spec.training.unitsPerRound
 }
 
+/** The settled answers an asynchronous round may take in (of units from round `oldest` on), and the live primaries. */
+const asyncReady = (job: string, oldest: string) => `FROM units u JOIN attempts a ON a.lease_id = u.lease_id
+  WHERE u.job_id = ${job} AND u.status = 'accepted' AND u.applied_round IS NULL AND u.round >= ${oldest}
+    AND (u.check_status IS NULL OR u.check_status = 'passed')
+    AND a.kind = 'primary' AND a.status = 'submitted' AND a.verdict IN ('unchecked', 'pending', 'passed')`
+const asyncLive = (job: string, now: string) => `FROM attempts WHERE job_id = ${job} AND kind = 'primary' AND status = 'leased' AND expires_at > ${now}`
+
 /**
  * What an asynchronous round would take in if it closed now, and how many answers it waits for: settled
  * answers not yet averaged, of units at most S rounds old (an answer under check waits for its verdict); it
@@ -85,20 +92,23 @@ async function roundReady(db: Queryable, job: JobRow, round: number): Promise<bo
  * that vanished leaves the pool when its lease runs out.
  */
 export async function asyncRoundIntake(ctx: JobContext, job: JobRow): Promise<{ ready: AttemptRow[]; needed: number }> {
-  const ready = await ctx.db.query<AttemptRow>(
-    `SELECT a.* FROM units u JOIN attempts a ON a.lease_id = u.lease_id
-      WHERE u.job_id = $1 AND u.status = 'accepted' AND u.applied_round IS NULL AND u.round >= $2
-        AND (u.check_status IS NULL OR u.check_status = 'passed')
-        AND a.kind = 'primary' AND a.status = 'submitted' AND a.verdict IN ('unchecked', 'pending', 'passed')
-      ORDER BY u.round, u.unit`,
-    [job.id, job.round - maxStaleness(job.spec.training)],
-  )
-  const live = await ctx.db.query<{ contributor: string }>(
-    `SELECT DISTINCT contributor FROM attempts WHERE job_id = $1 AND kind = 'primary' AND status = 'leased' AND expires_at > $2`,
-    [job.id, ctx.now()],
-  )
+  const ready = await ctx.db.query<AttemptRow>(`SELECT a.* ${asyncReady('$1', '$2')} ORDER BY u.round, u.unit`, [job.id, job.round - maxStaleness(job.spec.training)])
+  const live = await ctx.db.query<{ contributor: string }>(`SELECT DISTINCT contributor ${asyncLive('$1', '$2')}`, [job.id, ctx.now()])
   const pool = new Set([...live.map((l) => l.contributor), ...ready.map((a) => a.contributor)])
   return { ready, needed: Math.max(job.spec.training.unitsPerRound, pool.size) }
+}
+
+/**
+ * asyncRoundIntake's verdict alone, counted in one statement without reading the answers: every answer of
+ * an asynchronous job asks whether the round is due, and it mostly is not.
+ */
+async function asyncRoundDue(ctx: JobContext, job: JobRow): Promise<boolean> {
+  const [row] = await ctx.db.query<{ ready: string; pool: string }>(
+    `WITH ready AS (SELECT a.contributor ${asyncReady('$1', '$2')}), live AS (SELECT contributor ${asyncLive('$1', '$3')})
+     SELECT (SELECT count(*) FROM ready) AS ready, (SELECT count(*) FROM (SELECT contributor FROM ready UNION SELECT contributor FROM live) p) AS pool`,
+    [job.id, job.round - maxStaleness(job.spec.training), ctx.now()],
+  )
+  return Number(row!.ready) >= Math.max(job.spec.training.unitsPerRound, Number(row!.pool))
 }
 
 /**
@@ -110,13 +120,15 @@ export async function asyncRoundIntake(ctx: JobContext, job: JobRow): Promise<{ 
  * its next start. The computation runs on the aggregation thread, so leases and submissions are answered
  * meanwhile (answers arriving during it wait for the next round). True if it closed.
  */
-export async function closeRound(ctx: JobContext, jobId: Hash, which: number | 'current'): Promise<boolean> {
+export async function closeRound(ctx: JobContext, jobId: Hash, which: number | 'current', started?: () => void): Promise<boolean> {
   const closed = await ctx.roundLock.run(jobId, async () => {
+    started?.()
     const job = await jobRow(ctx.db, jobId)
     const round = which === 'current' ? job.round : which
     if (job.round !== round || job.status !== 'active') return false
     let primaries: AttemptRow[]
     if (isAsynchronous(job.spec.training)) {
+      if (!(await asyncRoundDue(ctx, job))) return false
       const intake = await asyncRoundIntake(ctx, job)
       if (intake.ready.length < intake.needed) return false
       primaries = intake.ready
@@ -171,6 +183,29 @@ export async function closeRound(ctx: JobContext, jobId: Hash, which: number | '
   })
   ctx.events.emit('progress', jobId)
   return closed
+}
+
+/** Per round lock (one per context), the jobs with a close of their current round waiting for the lock. */
+const waitingCloses = new WeakMap<object, Set<string>>()
+
+/**
+ * Tries to close the job's current round after the answers recorded so far, in the background. A close
+ * already waiting for the round lock reads the store after it gets the lock, so it takes in every answer
+ * committed before: a second one behind it would only read the same again (each answer of an asynchronous
+ * job asks, so under load they would queue by the hundred).
+ */
+export function closeCurrentRoundSoon(ctx: JobContext, jobId: Hash): void {
+  let waiting = waitingCloses.get(ctx.roundLock)
+  if (!waiting) waitingCloses.set(ctx.roundLock, (waiting = new Set()))
+  if (waiting.has(jobId)) {
+    ctx.events.emit('progress', jobId)
+    return
+  }
+  waiting.add(jobId)
+  void closeRound(ctx, jobId, 'current', () => waiting.delete(jobId)).catch((error: unknown) => {
+    waiting.delete(jobId)
+    ctx.log(`closing after a submission failed: ${String(error)}`)
+  })
 }
 
 /** Two coordinator processes closed the same answers at once; the transaction that lost rolls back. */

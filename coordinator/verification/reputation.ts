@@ -38,6 +38,16 @@ export async function readReputation(db: Queryable, address: string): Promise<Re
   return row ? { ...row, address: wanted } : EMPTY(wanted)
 }
 
+/**
+ * The reputation row of `address` as read by another query that joins it (`to_jsonb(r) AS reputation`,
+ * null when the address has none yet): the lease and submission paths read it with the job row, one
+ * statement instead of two.
+ */
+export function reputationFrom(joined: ReputationRow | null | undefined, address: string): ReputationRow {
+  const wanted = getAddress(address)
+  return joined ? { ...joined, address: wanted } : EMPTY(wanted)
+}
+
 export async function readReputations(db: Queryable, addresses: string[]): Promise<Map<Address, ReputationRow>> {
   const wanted = [...new Set(addresses.map((a) => getAddress(a)))]
   const rows = wanted.length ? await db.query<ReputationRow>(`SELECT * FROM reputation WHERE address = ANY($1::text[])`, [wanted]) : []
@@ -90,12 +100,18 @@ const CHANGE_SQL: Record<Change, string> = {
 const INSERT_COLUMN: Record<Change, string> = { accepted: 'units_accepted', passed: 'checks_passed, consecutive_clean', abandoned: 'leases_abandoned' }
 const INSERT_VALUES: Record<Change, string> = { accepted: '1', passed: '1, 1', abandoned: '1' }
 
+/**
+ * The statement of `recordReputation` with the address and time as parameters `$address` and `$now` (their
+ * numbers), and a condition on the row being written (`where`, e.g. `EXISTS (SELECT 1 FROM done)`), so
+ * another statement can carry it as a WITH clause and record the change only when its own write happened.
+ */
+export function reputationChangeSql(change: Change, address: number, now: number, where = 'true'): string {
+  return `INSERT INTO reputation (address, ${INSERT_COLUMN[change]}, updated_at) SELECT $${address}::text, ${INSERT_VALUES[change]}, $${now}::bigint WHERE ${where}
+     ON CONFLICT (address) DO UPDATE SET ${CHANGE_SQL[change]}, updated_at = $${now}::bigint`
+}
+
 export async function recordReputation(db: Queryable, address: string, change: Change, now: number): Promise<void> {
-  await db.query(
-    `INSERT INTO reputation (address, ${INSERT_COLUMN[change]}, updated_at) VALUES ($1, ${INSERT_VALUES[change]}, $2)
-     ON CONFLICT (address) DO UPDATE SET ${CHANGE_SQL[change]}, updated_at = $2`,
-    [getAddress(address), now],
-  )
+  await db.query(reputationChangeSql(change, 1, 2), [getAddress(address), now])
 }
 
 /**

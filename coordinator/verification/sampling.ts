@@ -1,7 +1,7 @@
 import { getAddress } from 'viem'
 import { verificationPolicy, type JobSpec } from '../../src/protocol/index.ts'
 import type { JobContext } from '../context.ts'
-import { rateFor, readReputation } from './reputation.ts'
+import { rateFor, readReputation, type ReputationRow } from './reputation.ts'
 
 /** What a freshly accepted primary gets: no check, a check by another address, or a canary. */
 export type CheckDecision = 'unchecked' | 'peer' | 'referee'
@@ -11,9 +11,10 @@ export type CheckDecision = 'unchecked' | 'peer' | 'referee'
  * recently failed addresses most), and independently by the job's canary rate. Drawn with the context's
  * randomness at acceptance time, after the answer is in, so nobody can know beforehand.
  */
-export async function decideCheck(ctx: JobContext, spec: JobSpec, contributor: string): Promise<CheckDecision> {
+export async function decideCheck(ctx: JobContext, spec: JobSpec, contributor: string, known?: ReputationRow): Promise<CheckDecision> {
   const policy = verificationPolicy(spec)
-  const reputation = await readReputation(ctx.db, contributor)
+  // `known`: the contributor's row as its submission read it (submissions.ts), instead of a second read.
+  const reputation = known ?? (await readReputation(ctx.db, contributor))
   const staked = await hasStake(ctx, spec, contributor)
   if (ctx.random() < rateFor(reputation, policy, staked)) return 'peer'
   if (ctx.random() < policy.canaryRate) return 'referee'
