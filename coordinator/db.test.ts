@@ -95,6 +95,8 @@ for (const engine of TEST_ENGINES) {
         'referee_hash',
         'check_class',
         'referee_class',
+        'applied_round',
+        'inner_steps',
       ])
     })
 

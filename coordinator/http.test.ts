@@ -7,7 +7,8 @@ import {
   LEASE_REQUEST_MAX_SKEW_MS,
   decodeTensorList,
   encodeSubmission,
-  hashTensorList,
+  encodeUpdate,
+  sha256Hex,
   signLeaseRequest,
   signWorkClaim,
   type CoordinatorInfo,
@@ -139,16 +140,18 @@ describe('coordinator HTTP API', () => {
     const response = await signedLease(client, account, jobId)
     if (response.status !== 'leased') throw new Error('expected a lease')
     const initial = decodeTensorList(await client.blob(response.lease.unit.inputHash))
-    const update = hashTensorList({ shapes: initial.shapes, values: initial.values.map((v) => new Float32Array(v.length).fill(1e-3)) })
+    // Encoded as the preset job sends its updates (int8 blocks), and hashed as sent.
+    const { compression } = (await client.job(jobId)).spec.training
+    const updateBytes = encodeUpdate(compression, { shapes: initial.shapes, values: initial.values.map((v) => new Float32Array(v.length).fill(1e-3)) })
     const signed = await signWorkClaim(
       account,
-      { ...response.lease.unit, outputHash: update.hash, contributor: account.address, deviceClass: 'test' },
+      { ...response.lease.unit, outputHash: sha256Hex(updateBytes), contributor: account.address, deviceClass: 'test' },
       await client.info(),
     )
     const answer = await fetch(`${coordinator.url}/api/leases/${response.lease.id}/submission`, {
       method: 'POST',
       headers: { 'content-type': 'application/octet-stream' },
-      body: encodeSubmission(signed, update.bytes) as BodyInit,
+      body: encodeSubmission(signed, updateBytes) as BodyInit,
     })
     expect(answer.status).toBe(200)
     await expect.poll(() => messages.at(-1)!.progress.acceptedUnits).toBe(before + 1)

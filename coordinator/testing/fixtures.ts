@@ -83,9 +83,15 @@ export function testJobBase(): Promise<TestJobBase> {
  */
 export const BARELY_CHECKED: VerificationPolicy = { ...DEFAULT_VERIFICATION, initialCheckRate: 1e-9, floorCheckRate: 1e-9, canaryRate: 0 }
 
-/** The base spec under another name (so another job id) and with training settings overridden. */
+/**
+ * The base spec under another name (so another job id) and with training settings overridden. Unless
+ * `training` says otherwise the variant runs synchronous rounds, float32 updates, plain averaging and a fixed
+ * H, whatever the base runs (the running coordinator's preset is asynchronous, int8 and Nesterov): tests of
+ * leases and submissions send made-up float32 updates and count on exactly K units a round.
+ */
 export function jobVariant(spec: JobSpec, name: string, training: Partial<TrainingConfig> = {}): JobSpec {
-  return parseJobSpec({ ...spec, name, training: { ...spec.training, ...training } })
+  const { maxStaleness: _s, compression: _c, outerMomentum: _m, maxInnerSteps: _h, ...inner } = spec.training
+  return parseJobSpec({ ...spec, name, training: { ...inner, outerOptimizer: 'average', outerLearningRate: 1, ...training } })
 }
 
 /** An update with the model's shapes, filled with small deterministic values that depend on `seed`. */
