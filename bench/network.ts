@@ -12,7 +12,7 @@
  *   network, so it is not charged to the loop either).
  * - the coordinator: `startCoordinator` on an embedded PGlite store, chain off (coordinator/testing/inProcess.ts),
  *   running an asynchronous copy of the MNIST MLP preset: maxStaleness 2, int8 updates in blocks of 256, outer
- *   Nesterov lr 0.4 μ 0.8 (TUNED_OUTER), H inner steps a unit (BENCH_NETWORK_INNER_STEPS), K = 4. Round
+ *   Nesterov lr 0.4 μ 0.5 (the presets'; BENCH_NETWORK_OUTER), H inner steps a unit (BENCH_NETWORK_INNER_STEPS), K = 4. Round
  *   closes (aggregation, held-out evaluation) are real.
  * - N contributors: each the real pull loop (src/worker/scheduler.ts: prefetch of the next lease and
  *   checkpoint, background upload) around the real unit runner (src/worker/unitRunner.ts → trainUnit), as
@@ -88,7 +88,7 @@ function outerFromEnv(value: string): Partial<JobSpec['training']> {
 const TRAINING: Partial<JobSpec['training']> = {
   maxStaleness: 2,
   compression: { kind: 'int8', blockSize: 256 },
-  ...outerFromEnv(env.BENCH_NETWORK_OUTER ?? 'nesterov,0.4,0.8'),
+  ...outerFromEnv(env.BENCH_NETWORK_OUTER ?? 'nesterov,0.4,0.5'),
   innerSteps: INNER_STEPS,
   // Never finishes within a row: the row's wall time ends it.
   rounds: 100_000,
@@ -583,7 +583,7 @@ async function main() {
     '',
     `Run ${new Date().toISOString()} on ${machine}. Reproduce with \`tsx bench/network.ts\` (part of \`npm run bench\`; environment variables in the file's header). This run: backend ${backendLabel}, ${SECONDS} s per row, H = ${INNER_STEPS}.`,
     '',
-    `The job: an asynchronous copy of the MNIST MLP preset (784-64-10, Adam lr 0.003 inside units, batches of 32, H = ${INNER_STEPS} steps a unit = ${unitExamples} examples, K = 4), maxStaleness 2, int8 updates in blocks of 256, outer Nesterov lr 0.4 μ 0.8; ${CHECKS === 'lowest' ? 'spot checks at the smallest positive rate and no canaries (as bench/throughput.ts; bench/verification.md measures checks)' : "the preset's default checks (spot checks re-execute units on the coordinator, taking CPU from the contributors)"}. The coordinator (PGlite, chain off) and each contributor are separate processes: the real pull loop (src/worker/scheduler.ts, with prefetch of the next lease and checkpoint and background upload) around the real unit runner (trainUnit). The plain loop is the same inner optimizer and batch on the same backend, one process, one step per batch, evaluated with its clock stopped.`,
+    `The job: an asynchronous copy of the MNIST MLP preset (784-64-10, Adam lr 0.003 inside units, batches of 32, H = ${INNER_STEPS} steps a unit = ${unitExamples} examples, K = 4), maxStaleness 2, int8 updates in blocks of 256, outer ${TRAINING.outerOptimizer} lr ${TRAINING.outerLearningRate}${TRAINING.outerOptimizer === 'nesterov' ? ` μ ${TRAINING.outerMomentum}` : ''}; ${CHECKS === 'lowest' ? 'spot checks at the smallest positive rate and no canaries (as bench/throughput.ts; bench/verification.md measures checks)' : "the preset's default checks (spot checks re-execute units on the coordinator, taking CPU from the contributors)"}. The coordinator (PGlite, chain off) and each contributor are separate processes: the real pull loop (src/worker/scheduler.ts, with prefetch of the next lease and checkpoint and background upload) around the real unit runner (trainUnit). The plain loop is the same inner optimizer and batch on the same backend, one process, one step per batch, evaluated with its clock stopped.`,
     '',
     `**This machine has ${cores} cores shared by the coordinator and every contributor** (and by whatever else ran on it: see the load average). One contributor has a core to itself only while the coordinator idles; ${cores} or more contributors compete with each other and with the coordinator for CPU, so their rows measure this machine's cores, not the network's scaling (bench/throughput.md shows the coordinator's scaling with contributors whose compute is a fixed delay).`,
     '',
