@@ -31,7 +31,7 @@
  * where Chromium is installed and nothing is set) and stops with exit code 2 where no adapter exists;
  * bench/gpu.sh runs it on a real GPU.
  */
-import { fork, type ChildProcess } from 'node:child_process'
+import { fork } from 'node:child_process'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
@@ -52,6 +52,7 @@ import {
 } from '../src/protocol/index.ts'
 import type { SchedulerEvent } from '../src/worker/scheduler.ts'
 import { resultsDirectory } from './gpuPeak.ts'
+import { CoordinatorProcess } from './lib/coordinatorProcess.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const RESULTS = join(ROOT, 'bench/results')
@@ -203,93 +204,6 @@ async function plainLoop(): Promise<PlainResult> {
     examplesPerSecond: (steps * batchSize) / (trainMs / 1000),
     curve,
     cpuFraction: (cpu.user + cpu.system) / 1e6 / wallSeconds,
-  }
-}
-
-// --- The coordinator (its own process) ------------------------------------------------------------------
-
-type ToServer = { type: 'createJob'; id: number; name: string } | { type: 'cpu'; id: number } | { type: 'stop'; id: number }
-type FromServer = { type: 'ready'; url: string } | { type: 'reply'; id: number; value: unknown; error?: string }
-
-async function serve(): Promise<void> {
-  const { startTemporaryCoordinator } = await import('../coordinator/testing/inProcess.ts')
-  const { buildMnistPreset } = await import('../coordinator/presets/mnist.ts')
-  const coordinator = await startTemporaryCoordinator({
-    chain: { mode: 'off', chainId: 31337, verifyingContract: '0x00000000000000000000000000000000000000B1' },
-  })
-  const preset = await buildMnistPreset({ paid: false })
-  const send = (message: FromServer) => process.send!(message)
-  process.on('message', async (message: ToServer) => {
-    try {
-      if (message.type === 'createJob') {
-        const spec: JobSpec = {
-          ...preset.spec,
-          name: message.name,
-          training: { ...preset.spec.training, ...TRAINING },
-          ...(CHECKS === 'lowest' ? { verification: LOWEST_CHECKS } : {}),
-        }
-        const jobId = await coordinator.jobs.createJob(spec, preset.blobs.values())
-        send({ type: 'reply', id: message.id, value: { jobId, spec } })
-      } else if (message.type === 'cpu') {
-        send({ type: 'reply', id: message.id, value: process.cpuUsage() })
-      } else {
-        await coordinator.dispose().catch((error: unknown) => console.log(`  (cleanup: ${(error as Error).message})`))
-        send({ type: 'reply', id: message.id, value: null })
-        process.exit(0)
-      }
-    } catch (error) {
-      send({ type: 'reply', id: message.id, value: null, error: (error as Error).stack ?? String(error) })
-    }
-  })
-  send({ type: 'ready', url: coordinator.url })
-}
-
-class Server {
-  private next = 0
-  private readonly pending = new Map<number, (m: FromServer & { type: 'reply' }) => void>()
-  private constructor(
-    private readonly child: ChildProcess,
-    readonly url: string,
-  ) {
-    child.on('message', (m: FromServer) => {
-      if (m.type === 'reply') this.pending.get(m.id)?.(m)
-    })
-  }
-
-  static async start(): Promise<Server> {
-    const child = fork(fileURLToPath(import.meta.url), ['serve'], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    const ready = await new Promise<FromServer & { type: 'ready' }>((resolve, reject) => {
-      child.once('message', (m: FromServer) => (m.type === 'ready' ? resolve(m) : reject(new Error('unexpected message'))))
-      child.once('exit', (code) => reject(new Error(`the coordinator process exited (${code})`)))
-    })
-    return new Server(child, ready.url)
-  }
-
-  private call<T>(message: ToServer extends infer M ? (M extends ToServer ? Omit<M, 'id'> : never) : never): Promise<T> {
-    const id = this.next++
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, (m) => {
-        this.pending.delete(id)
-        if (m.error) reject(new Error(m.error))
-        else resolve(m.value as T)
-      })
-      this.child.send({ ...message, id })
-    })
-  }
-
-  createJob(name: string) {
-    return this.call<{ jobId: Hash; spec: JobSpec }>({ type: 'createJob', name })
-  }
-
-  async cpuSeconds(): Promise<number> {
-    const { user, system } = await this.call<NodeJS.CpuUsage>({ type: 'cpu' })
-    return (user + system) / 1e6
-  }
-
-  async stop(): Promise<void> {
-    const exited = new Promise((resolve) => this.child.once('exit', resolve))
-    await this.call({ type: 'stop' })
-    await exited
   }
 }
 
@@ -472,9 +386,9 @@ function accuracyAt(curve: CurvePoint[], examples: number): number | null {
   return null
 }
 
-async function network(server: Server, n: number, reference: number): Promise<NetworkRow> {
+async function network(server: CoordinatorProcess, n: number, reference: number): Promise<NetworkRow> {
   const load = loadavg()[0]!
-  const { jobId, spec } = await server.createJob(`bench: network, ${n} contributors`)
+  const { jobId, spec } = await server.createJob(`bench: network, ${n} contributors`, TRAINING, CHECKS === 'lowest' ? LOWEST_CHECKS : undefined)
   const perUnit = examplesPerUnit(spec.training)
   const cpu0 = await server.cpuSeconds()
   const wall0 = performance.now()
@@ -550,7 +464,7 @@ async function main() {
   let reference = plain.examplesPerSecond
   const rows: NetworkRow[] = []
   const adapter = plain.adapter
-  const server = await Server.start()
+  const server = await CoordinatorProcess.start()
   try {
     for (const n of COUNTS) {
       console.log(`network: ${n} contributor(s) on ${BACKEND} for ${SECONDS} s…`)
@@ -641,8 +555,7 @@ async function main() {
 }
 
 const mode = process.argv[2]
-if (mode === 'serve') await serve()
-else if (mode === 'plain' || mode === 'contribute') {
+if (mode === 'plain' || mode === 'contribute') {
   const result = mode === 'plain' ? await plainLoop() : await contribute()
   process.send!(result, () => process.exit(0))
 } else {

@@ -22,7 +22,6 @@
  * stem in bench/results, "throughput": a partial run elsewhere keeps the full tables), BENCH_PROFILE (a folder: the
  * coordinator writes a V8 CPU profile there).
  */
-import { fork, type ChildProcess } from 'node:child_process'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
@@ -48,6 +47,7 @@ import {
   type WorkClaim,
 } from '../src/protocol/index.ts'
 import { fastWorkClaimDigest } from '../coordinator/verification/signerKeys.ts'
+import { CoordinatorProcess } from './lib/coordinatorProcess.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const RESULTS = join(ROOT, 'bench/results')
@@ -77,98 +77,6 @@ const TARGET_COMPUTE_FRACTION = 0.9
  * measures the checks).
  */
 const NO_CHECKS: VerificationPolicy = { ...DEFAULT_VERIFICATION, initialCheckRate: 1e-9, floorCheckRate: 1e-9, canaryRate: 0 }
-
-// --- The coordinator's process ----------------------------------------------------------------------
-
-type ToServer = { type: 'createJob'; id: number; training: Partial<JobSpec['training']>; name: string } | { type: 'cpu'; id: number } | { type: 'stop'; id: number }
-type FromServer = { type: 'ready'; url: string; domain: ClaimDomainParams; coordinatorId: string } | { type: 'reply'; id: number; value: unknown; error?: string }
-
-async function serve(): Promise<void> {
-  const { startTemporaryCoordinator } = await import('../coordinator/testing/inProcess.ts')
-  const { buildMnistPreset } = await import('../coordinator/presets/mnist.ts')
-  const databaseUrl = env.BENCH_DATABASE_URL || undefined
-  const coordinator = await startTemporaryCoordinator({
-    databaseUrl,
-    chain: { mode: 'off', chainId: 31337, verifyingContract: '0x00000000000000000000000000000000000000B1' },
-  })
-  const preset = await buildMnistPreset({ paid: false })
-  const send = (message: FromServer) => process.send!(message)
-  process.on('message', async (message: ToServer) => {
-    try {
-      if (message.type === 'createJob') {
-        const spec: JobSpec = { ...preset.spec, name: message.name, training: { ...preset.spec.training, ...message.training }, verification: NO_CHECKS }
-        const jobId = await coordinator.jobs.createJob(spec, preset.blobs.values())
-        send({ type: 'reply', id: message.id, value: { jobId, spec, initialWeights: Array.from(preset.blobs.get(spec.model.initialWeights)!) } })
-      } else if (message.type === 'cpu') {
-        send({ type: 'reply', id: message.id, value: process.cpuUsage() })
-      } else {
-        // A round close may still be writing into the data folder: its removal is best effort.
-        await coordinator.dispose().catch((error: unknown) => console.log(`  (cleanup: ${(error as Error).message})`))
-        send({ type: 'reply', id: message.id, value: null })
-        process.exit(0)
-      }
-    } catch (error) {
-      send({ type: 'reply', id: message.id, value: null, error: (error as Error).stack ?? String(error) })
-    }
-  })
-  send({ type: 'ready', url: coordinator.url, domain: coordinator.jobs.domain, coordinatorId: (await (await fetch(`${coordinator.url}/api/info`)).json()).coordinatorId })
-}
-
-class Server {
-  private next = 0
-  private readonly pending = new Map<number, (m: FromServer & { type: 'reply' }) => void>()
-  private constructor(
-    private readonly child: ChildProcess,
-    readonly url: string,
-    readonly domain: ClaimDomainParams,
-    readonly coordinatorId: string,
-  ) {
-    child.on('message', (m: FromServer) => {
-      if (m.type === 'reply') this.pending.get(m.id)?.(m)
-    })
-  }
-
-  static async start(databaseUrl: string | undefined, profileDir?: string): Promise<Server> {
-    const child = fork(fileURLToPath(import.meta.url), ['serve'], {
-      execArgv: ['--import', 'tsx', ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
-      env: { ...env, BENCH_DATABASE_URL: databaseUrl ?? '' },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    })
-    const ready = await new Promise<FromServer & { type: 'ready' }>((resolve, reject) => {
-      child.once('message', (m: FromServer) => (m.type === 'ready' ? resolve(m) : reject(new Error('unexpected message'))))
-      child.once('exit', (code) => reject(new Error(`the coordinator process exited (${code})`)))
-    })
-    return new Server(child, ready.url, ready.domain, ready.coordinatorId)
-  }
-
-  private call<T>(message: ToServer extends infer M ? (M extends ToServer ? Omit<M, 'id'> : never) : never): Promise<T> {
-    const id = this.next++
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, (m) => {
-        this.pending.delete(id)
-        if (m.error) reject(new Error(m.error))
-        else resolve(m.value as T)
-      })
-      this.child.send({ ...message, id })
-    })
-  }
-
-  createJob(name: string, training: Partial<JobSpec['training']>) {
-    return this.call<{ jobId: Hash; spec: JobSpec; initialWeights: number[] }>({ type: 'createJob', name, training })
-  }
-
-  /** CPU seconds the coordinator's process has used so far (user + system). */
-  async cpuSeconds(): Promise<number> {
-    const { user, system } = await this.call<NodeJS.CpuUsage>({ type: 'cpu' })
-    return (user + system) / 1e6
-  }
-
-  async stop(): Promise<void> {
-    const exited = new Promise((resolve) => this.child.once('exit', resolve))
-    await this.call({ type: 'stop' })
-    await exited
-  }
-}
 
 // --- Simulated contributors ---------------------------------------------------------------------------
 
@@ -227,7 +135,7 @@ class Contributor {
   }
 }
 
-async function contributors(n: number, target: Server): Promise<Contributor[]> {
+async function contributors(n: number, target: CoordinatorProcess): Promise<Contributor[]> {
   return Array.from({ length: n }, () => {
     const key = generatePrivateKey()
     return new Contributor(privateKeyToAccount(key), key, target)
@@ -243,8 +151,8 @@ function madeUpUpdate(initialWeights: Uint8Array, compression: UpdateCompression
 }
 
 /** int8 when this coordinator takes int8 updates, else float32 (and the table says which). */
-async function probeCompression(server: Server): Promise<UpdateCompression> {
-  const { jobId, initialWeights } = await server.createJob('bench: compression probe', { unitsPerRound: 100, compression: INT8 })
+async function probeCompression(server: CoordinatorProcess): Promise<UpdateCompression> {
+  const { jobId, initialWeights } = await server.createJob('bench: compression probe', { unitsPerRound: 100, compression: INT8 }, NO_CHECKS)
   const [c] = await contributors(1, server)
   const response = await c!.lease(jobId)
   if (response.status !== 'leased') throw new Error(`probe: expected a lease, got ${response.status}`)
@@ -276,7 +184,7 @@ interface ClaimRow {
   compression: string
 }
 
-async function claimPath(store: string, server: Server, compression: UpdateCompression): Promise<ClaimRow[]> {
+async function claimPath(store: string, server: CoordinatorProcess, compression: UpdateCompression): Promise<ClaimRow[]> {
   const rows: ClaimRow[] = []
   for (const n of CLAIM_COUNTS) {
     // A fresh job per row, its round as large as a job allows (10,000 units) so that it does not close
@@ -284,7 +192,7 @@ async function claimPath(store: string, server: Server, compression: UpdateCompr
     const { jobId, initialWeights } = await server.createJob(`bench: claim path, ${n} contributors`, {
       unitsPerRound: 10_000,
       ...(compression ? { compression } : {}),
-    })
+    }, NO_CHECKS)
     const update = madeUpUpdate(Uint8Array.from(initialWeights), compression)
     const crowd = await contributors(n, server)
     // Every contributor's first (signed) lease is outside the timed window: sessions are the steady state.
@@ -353,7 +261,7 @@ interface ScalingRow {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-async function scaling(store: string, server: Server, compression: UpdateCompression): Promise<ScalingRow[]> {
+async function scaling(store: string, server: CoordinatorProcess, compression: UpdateCompression): Promise<ScalingRow[]> {
   const rows: ScalingRow[] = []
   for (const staleness of SCALING_STALENESS) {
     for (const n of SCALING_COUNTS) {
@@ -361,7 +269,7 @@ async function scaling(store: string, server: Server, compression: UpdateCompres
         maxStaleness: staleness,
         rounds: 100_000,
         ...(compression ? { compression } : {}),
-      })
+      }, NO_CHECKS)
       const update = madeUpUpdate(Uint8Array.from(initialWeights), compression)
       const crowd = await contributors(n, server)
       const perUnit = examplesPerUnit(spec.training)
@@ -473,7 +381,7 @@ async function main() {
       postgres = await startPostgresServer({ database: 'bench' })
     }
     try {
-      const server = await Server.start(postgres?.url, env.BENCH_PROFILE)
+      const server = await CoordinatorProcess.start({ databaseUrl: postgres?.url, profileDir: env.BENCH_PROFILE })
       try {
         await checkSigningMatchesViem(server.domain)
         const compression = await probeCompression(server)
@@ -527,8 +435,5 @@ async function main() {
   console.log(md)
 }
 
-if (process.argv[2] === 'serve') await serve()
-else {
-  await main()
-  process.exit(0)
-}
+await main()
+process.exit(0)
