@@ -37,7 +37,7 @@ describe('settlement under attack', () => {
   const fresh = () => privateKeyToAccount(generatePrivateKey())
 
   async function createJob(budget: bigint, named: Address = requester): Promise<Hash> {
-    const spec = { name: `attack job ${++jobs}`, training: { unitsPerRound: 2 }, payment: { pricePerUnit: String(PRICE), budget: String(budget), requester: named } }
+    const spec = { name: `attack job ${++jobs}`, training: { unitsPerRound: 2, innerSteps: 10, batchSize: 32 }, payment: { pricePerUnit: String(PRICE), budget: String(budget), requester: named } }
     const id = h(JSON.stringify(spec))
     await db.query(`INSERT INTO jobs (id, spec, checkpoint, created_at) VALUES ($1, $2, $3, $4)`, [id, JSON.stringify(spec), zeroHash, Date.now()])
     return id

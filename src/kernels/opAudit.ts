@@ -147,6 +147,13 @@ export const KERNEL_AUDIT = {
     crossImplementationRisk: 'none',
     reason: 'kernels/Reshape.js: same buffer under a new shape, no program',
   },
+  Concat: {
+    class: 'data-movement',
+    deterministicOnOneImplementation: true,
+    crossImplementationRisk: 'none',
+    reason:
+      'kernels/Concat.js: ConcatProgram (concat_webgpu.js), or concatImplCPU for small CPU-resident inputs; joins the step losses and Δ of a unit for one read back (src/training/trainUnit.ts); copies, exact',
+  },
   Pack: {
     class: 'data-movement',
     deterministicOnOneImplementation: true,
