@@ -162,19 +162,7 @@ function readHeader(bytes: Uint8Array, magic: number, blockSize: number, expecte
   if (actualBlockSize !== blockSize) {
     throw new UpdateCodecError('block_size_mismatch', `update bytes use blocks of ${actualBlockSize} values, the job says ${blockSize}`)
   }
-  const count = u32()
-  if (count > MAX_TENSORS) throw new UpdateCodecError('bad_header', `implausible tensor count ${count}`)
-  const shapes: number[][] = []
-  for (let i = 0; i < count; i++) {
-    const rank = u32()
-    if (rank > MAX_RANK) throw new UpdateCodecError('bad_header', `tensor ${i}: implausible rank ${rank}`)
-    const shape: number[] = []
-    for (let d = 0; d < rank; d++) shape.push(u32())
-    shapes.push(shape)
-  }
-  if (expectedShapes && !sameShapes(shapes, expectedShapes)) {
-    throw new UpdateCodecError('shape_mismatch', `update shapes ${JSON.stringify(shapes)} differ from the model's ${JSON.stringify(expectedShapes)}`)
-  }
+  const shapes = readShapes(u32, expectedShapes)
   return { view, offset, shapes }
 }
 
@@ -338,19 +326,7 @@ export function decodeUpdate(compression: UpdateCompression, bytes: Uint8Array, 
     offset += 4
     return x
   }
-  const count = u32()
-  if (count > MAX_TENSORS) throw new UpdateCodecError('bad_header', `implausible tensor count ${count}`)
-  const shapes: number[][] = []
-  for (let i = 0; i < count; i++) {
-    const rank = u32()
-    if (rank > MAX_RANK) throw new UpdateCodecError('bad_header', `tensor ${i}: implausible rank ${rank}`)
-    const shape: number[] = []
-    for (let d = 0; d < rank; d++) shape.push(u32())
-    shapes.push(shape)
-  }
-  if (expectedShapes && !sameShapes(shapes, expectedShapes)) {
-    throw new UpdateCodecError('shape_mismatch', `update shapes ${JSON.stringify(shapes)} differ from the model's ${JSON.stringify(expectedShapes)}`)
-  }
+  const shapes = readShapes(u32, expectedShapes)
   checkLength(bytes.byteLength, offset + 4 * shapes.reduce((n, s) => n + shapeSize(s), 0), 'float32 update')
   try {
     return decodeTensorList(bytes)
@@ -537,4 +513,22 @@ export class ErrorFeedback {
     })
     return { bytes, sent }
   }
+}
+
+/** The tensor count and shapes of a header, read with `u32`; refused when implausible or not the model's. */
+function readShapes(u32: () => number, expectedShapes: readonly (readonly number[])[] | undefined): number[][] {
+  const count = u32()
+  if (count > MAX_TENSORS) throw new UpdateCodecError('bad_header', `implausible tensor count ${count}`)
+  const shapes: number[][] = []
+  for (let i = 0; i < count; i++) {
+    const rank = u32()
+    if (rank > MAX_RANK) throw new UpdateCodecError('bad_header', `tensor ${i}: implausible rank ${rank}`)
+    const shape: number[] = []
+    for (let d = 0; d < rank; d++) shape.push(u32())
+    shapes.push(shape)
+  }
+  if (expectedShapes && !sameShapes(shapes, expectedShapes)) {
+    throw new UpdateCodecError('shape_mismatch', `update shapes ${JSON.stringify(shapes)} differ from the model's ${JSON.stringify(expectedShapes)}`)
+  }
+  return shapes
 }
