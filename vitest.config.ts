@@ -7,7 +7,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           // web/: the site's pure modules (amounts, pause policy, history on fake-indexeddb), no browser needed.
-          include: ['src/**/*.test.ts', 'coordinator/**/*.test.ts', 'contracts/**/*.test.ts', 'web/**/*.test.ts'],
+          include: ['.ci/**/*.test.ts', 'src/**/*.test.ts', 'coordinator/**/*.test.ts', 'contracts/**/*.test.ts', 'web/**/*.test.ts'],
           environment: 'node',
           testTimeout: 60_000,
           hookTimeout: 120_000,
