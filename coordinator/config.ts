@@ -14,6 +14,18 @@ export type ChainConfig =
   | { mode: 'external'; rpcUrl: string; contracts: ContractAddresses; coordinatorKey: Hex; fromBlock: bigint }
   | { mode: 'off'; chainId: number; verifyingContract: Address }
 
+/**
+ * Where blobs (checkpoints, updates, data shards) live (coordinator/blobs/):
+ * - `disk`: `<dataDir>/blobs` on this machine, the embedded default;
+ * - `postgres`: the `blobs` table of the coordinator's database, which every replica on one PostgreSQL
+ *   reaches without a shared disk (the default when DATABASE_URL is set);
+ * - `s3`: any S3-compatible object store, by endpoint, bucket and keys.
+ */
+export type BlobStoreConfig =
+  | { kind: 'disk' }
+  | { kind: 'postgres' }
+  | { kind: 's3'; endpoint: string; bucket: string; region: string; accessKeyId: string; secretAccessKey: string; prefix: string }
+
 export interface CoordinatorConfig {
   host: string
   port: number
@@ -24,6 +36,8 @@ export interface CoordinatorConfig {
   chain: ChainConfig
   /** Seconds between reward epochs. */
   epochSeconds: number
+  /** Where blobs live; unset: `postgres` when `databaseUrl` is set, else `disk`. */
+  blobs?: BlobStoreConfig
 }
 
 /** anvil's customary port, so wallets configured for a local node find it. */
@@ -81,6 +95,58 @@ export function chainConfigFromEnv(env: NodeJS.ProcessEnv = process.env): ChainC
   }
 }
 
+/** S3 bucket names: 3 to 63 lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit. */
+const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/
+/** Key prefixes are kept to characters that need no escaping in a URL path. */
+const KEY_PREFIX = /^[A-Za-z0-9._\-/]*$/
+
+/**
+ * TABTRAIN_BLOBS = disk | postgres | s3. Unset: s3 when TABTRAIN_S3_BUCKET is set, postgres when
+ * DATABASE_URL is, else disk. The s3 store reads TABTRAIN_S3_ENDPOINT, _BUCKET, _ACCESS_KEY_ID,
+ * _SECRET_ACCESS_KEY (required), _REGION (us-east-1) and _PREFIX (none).
+ */
+export function blobConfigFromEnv(env: NodeJS.ProcessEnv = process.env): BlobStoreConfig {
+  const kind = env.TABTRAIN_BLOBS || (env.TABTRAIN_S3_BUCKET ? 's3' : env.DATABASE_URL ? 'postgres' : 'disk')
+  switch (kind) {
+    case 'disk':
+    case 'postgres':
+      return { kind }
+    case 's3': {
+      const need = (name: string) => {
+        const value = env[name]
+        if (!value) throw new ConfigError(`TABTRAIN_BLOBS=s3 needs ${name}`)
+        return value
+      }
+      const endpoint = need('TABTRAIN_S3_ENDPOINT')
+      let url: URL
+      try {
+        url = new URL(endpoint)
+      } catch {
+        throw new ConfigError(`TABTRAIN_S3_ENDPOINT=${endpoint} is not a URL; expected e.g. https://s3.eu-west-1.amazonaws.com`)
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(`TABTRAIN_S3_ENDPOINT=${endpoint} must be an http or https URL`)
+      if (url.search || url.hash || (url.pathname !== '/' && url.pathname !== '')) {
+        throw new ConfigError(`TABTRAIN_S3_ENDPOINT=${endpoint} must be the service's base URL, without a path: the bucket goes in TABTRAIN_S3_BUCKET`)
+      }
+      const bucket = need('TABTRAIN_S3_BUCKET')
+      if (!BUCKET_NAME.test(bucket)) throw new ConfigError(`TABTRAIN_S3_BUCKET=${bucket} is not a valid bucket name (3–63 of a-z, 0-9, '.' and '-')`)
+      const prefix = env.TABTRAIN_S3_PREFIX ?? ''
+      if (!KEY_PREFIX.test(prefix)) throw new ConfigError(`TABTRAIN_S3_PREFIX=${prefix} may only hold letters, digits, '.', '_', '-' and '/'`)
+      return {
+        kind,
+        endpoint: url.origin,
+        bucket,
+        region: env.TABTRAIN_S3_REGION || 'us-east-1',
+        accessKeyId: need('TABTRAIN_S3_ACCESS_KEY_ID'),
+        secretAccessKey: need('TABTRAIN_S3_SECRET_ACCESS_KEY'),
+        prefix,
+      }
+    }
+    default:
+      throw new ConfigError(`TABTRAIN_BLOBS=${kind}: expected disk, postgres or s3`)
+  }
+}
+
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): CoordinatorConfig {
   return {
     host: env.HOST ?? '127.0.0.1',
@@ -90,5 +156,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Coordinator
     siteDir: resolve(env.TABTRAIN_SITE_DIR ?? 'dist/web'),
     chain: chainConfigFromEnv(env),
     epochSeconds: integer(env, 'TABTRAIN_EPOCH_SECONDS', DEFAULT_EPOCH_SECONDS, 1),
+    blobs: blobConfigFromEnv(env),
   }
 }

@@ -10,6 +10,7 @@ noteSkippedEngines('coordinator/db.test.ts')
 const TABLES = [
   'attempts',
   'auth_nonces',
+  'blobs',
   'chain_cursor',
   'disputes',
   'epochs',

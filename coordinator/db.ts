@@ -312,6 +312,21 @@ const MIGRATIONS: string[] = [
   // The lease path asks on every lease whether the job has a unit waiting for a check (coordinator/leasing.ts):
   // an index of only those units answers it, and finds the check, without scanning a round's accepted units.
   `CREATE INDEX units_check_wanted ON units (job_id, round, unit) WHERE check_status = 'wanted';`,
+  // Retention (coordinator/ops/retention.ts, docs/operations.md). jobs.pruned_at: the job was sealed for
+  // pruning (its rounds are final: no rebuild from here on); jobs.pruned_blobs: how many blobs the pass
+  // deleted, set once they are gone (null while a sealed job's blobs are still being deleted).
+  `ALTER TABLE jobs ADD COLUMN pruned_at bigint;
+   ALTER TABLE jobs ADD COLUMN pruned_blobs integer;`,
+  // Blobs in the database (coordinator/blobs/postgres.ts): what replicas on one PostgreSQL all reach without
+  // a shared disk. Content-addressed: the hash is the key and a row never changes. Stored uncompressed out of
+  // line (STORAGE EXTERNAL): weights and updates do not compress, so pglz would only spend time trying.
+  `CREATE TABLE blobs (
+     hash            text PRIMARY KEY,
+     bytes           bytea NOT NULL,
+     size            integer NOT NULL,
+     created_at      bigint NOT NULL
+   );
+   ALTER TABLE blobs ALTER COLUMN bytes SET STORAGE EXTERNAL;`,
 ]
 
 /** The schema version a migrated store is at: one per migration. */
