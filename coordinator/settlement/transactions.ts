@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import {
   BaseError,
   ContractFunctionRevertedError,
@@ -61,6 +62,8 @@ export function chainFromRpc(chainId: number, rpcUrl: string): Chain {
  */
 export class TransactionQueue {
   private tail: Promise<unknown> = Promise.resolve()
+  /** `outcome` (label, 'sent' | 'mined' | 'failed') for each transaction: what metrics count (coordinator/ops/metrics.ts). */
+  readonly outcomes = new EventEmitter()
 
   constructor(
     readonly publicClient: PublicClient,
@@ -70,6 +73,7 @@ export class TransactionQueue {
   send(label: string, send: () => Promise<Hex>, onSent?: (hash: Hex) => Promise<void>): Promise<TransactionReceipt> {
     const run = async () => {
       const hash = await send()
+      this.outcomes.emit('outcome', label, 'sent')
       await onSent?.(hash)
       let receipt: TransactionReceipt
       try {
@@ -80,7 +84,18 @@ export class TransactionQueue {
       if (receipt.status !== 'success') throw new ChainTransactionError(label, hash, `${label}: transaction ${hash} reverted`)
       return receipt
     }
-    const result = this.tail.then(run, run)
+    const observed = () =>
+      run().then(
+        (receipt) => {
+          this.outcomes.emit('outcome', label, 'mined')
+          return receipt
+        },
+        (error: unknown) => {
+          this.outcomes.emit('outcome', label, 'failed')
+          throw error
+        },
+      )
+    const result = this.tail.then(observed, observed)
     this.tail = result.catch(() => {})
     return result
   }
