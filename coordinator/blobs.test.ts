@@ -10,6 +10,8 @@ import {
   BlobNotFoundError,
   BlobStoreError,
   DiskBlobStore,
+  importDiskBlobs,
+  IMPORTED_MARKER,
   openBlobStore,
   PostgresBlobStore,
   S3BlobStore,
@@ -266,6 +268,35 @@ describe('the disk store', () => {
     const path = join(dir, 'blobs', hash.slice(2, 4), hash.slice(2))
     expect(new Uint8Array(await readFile(path))).toEqual(bytes)
     expect(await readdir(join(dir, 'blobs', hash.slice(2, 4)))).toEqual([hash.slice(2)])
+  })
+})
+
+describe('moving blobs off the disk', () => {
+  it('copies what a data folder kept on disk into the shared store once, hashing each file, leaving the disk as it was', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tabtrain-blobs-'))
+    const db = await openPglite()
+    try {
+      await migrate(db)
+      const disk = new DiskBlobStore(dir)
+      const kept = await Promise.all([1, 2, 3].map((n) => disk.put(new Uint8Array(1000 * n).fill(n))))
+      const damaged = await disk.put(new Uint8Array([4, 4, 4]))
+      await writeFile(join(dir, damaged.slice(2, 4), damaged.slice(2)), new Uint8Array([5]))
+      // Leftovers of a write a crash cut off are not blobs.
+      await writeFile(join(dir, kept[0]!.slice(2, 4), `${kept[0]!.slice(2)}.123.abc.tmp`), new Uint8Array([6]))
+      const store = new PostgresBlobStore(db)
+      await store.put(new Uint8Array(1000).fill(1)) // already there
+      expect(await importDiskBlobs(dir, store)).toEqual({ copied: 2, present: 1, corrupt: [damaged] })
+      for (const [i, hash] of kept.entries()) expect(await store.get(hash)).toEqual(new Uint8Array(1000 * (i + 1)).fill(i + 1))
+      expect(await store.has(damaged)).toBe(false)
+      expect(await disk.has(kept[0]!)).toBe(true)
+      expect(JSON.parse(await readFile(join(dir, IMPORTED_MARKER), 'utf8'))).toMatchObject({ to: 'postgres', copied: 2 })
+      // Once done, later starts do not scan again; a folder that is not there is nothing to do.
+      expect(await importDiskBlobs(dir, store)).toBeNull()
+      expect(await importDiskBlobs(join(dir, 'none'), store)).toBeNull()
+    } finally {
+      await db.close()
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })
 

@@ -10,6 +10,7 @@ export { DiskBlobStore } from './blobs/disk.ts'
 export { PostgresBlobStore } from './blobs/postgres.ts'
 export { S3BlobStore, type S3BlobStoreOptions } from './blobs/s3.ts'
 export { blobConfigOf, describeBlobStore, openBlobStore } from './blobs/open.ts'
+export { importDiskBlobs, IMPORTED_MARKER, type DiskImport } from './blobs/importDisk.ts'
 
 export type BlobStore = Store
 /** `new BlobStore(dir)` is the disk store, the embedded default (what it was before there were others). */

@@ -6,6 +6,7 @@ import type { Aggregator } from './aggregation/aggregator.ts'
 import type { Database } from './db.ts'
 import type { JobRuntimes } from './jobRuntime.ts'
 import type { KeyedMutex } from './mutex.ts'
+import type { ReplicaLocks } from './replicaLocks.ts'
 import type { Referee } from './verification/referee.ts'
 
 /**
@@ -41,6 +42,8 @@ export interface JobContext {
   events: EventEmitter
   /** Serialises a job's round closes and rebuilds. */
   roundLock: KeyedMutex
+  /** Locks shared with the other coordinator processes on the same PostgreSQL; absent on the embedded store. */
+  locks?: ReplicaLocks
   /** Computes round closes off the event loop (a worker thread by default). */
   aggregator: Aggregator
   payments?: JobPayments

@@ -42,6 +42,9 @@ export async function openPglite(dataDir?: string): Promise<Database> {
 
 export async function openPostgres(connectionString: string): Promise<Database> {
   const pool = new pg.Pool({ connectionString, max: 10 })
+  // An idle pooled connection the server drops (a restart, a failover) emits 'error' on the pool; unhandled,
+  // that would end the process. The pool replaces it, and the next query reports the outage if it lasts.
+  pool.on('error', () => {})
   // Fail at start-up, not on the first request, when the server is unreachable.
   const client = await pool.connect()
   client.release()

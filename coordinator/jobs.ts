@@ -29,6 +29,7 @@ import { CoordinatorError } from './errors.ts'
 import { JobRuntimes } from './jobRuntime.ts'
 import { leaseUnit, releaseLease } from './leasing.ts'
 import { KeyedMutex } from './mutex.ts'
+import { ReplicaRoundMutex, type ReplicaLocks } from './replicaLocks.ts'
 import { isUnderCheck, jobProgress, jobSummary, unitRecord } from './queries.ts'
 import { closeRound, rebuildDirtyRounds } from './rounds.ts'
 import { attemptRow, jobRow, type JobRow } from './rows.ts'
@@ -51,6 +52,8 @@ export interface JobServiceOptions {
   referee?: Referee
   /** Where round closes are computed; a worker thread shared by the process by default. */
   aggregator?: Aggregator
+  /** Shared with other coordinator processes on the same PostgreSQL: round closes and referee runs happen once among them. */
+  locks?: ReplicaLocks
   /** Milliseconds since the epoch; injectable so tests can expire leases without sleeping. */
   now?: () => number
   /** Uniform in [0, 1), deciding which units are checked; crypto-random unless a test fixes it. */
@@ -81,7 +84,8 @@ export class JobService {
       random: options.random ?? cryptoRandom,
       log: options.log ?? (() => {}),
       events: this.events,
-      roundLock: new KeyedMutex(),
+      roundLock: options.locks ? new ReplicaRoundMutex(options.locks) : new KeyedMutex(),
+      locks: options.locks,
       aggregator: options.aggregator ?? threadAggregator(),
       payments: options.payments,
       stakes: options.stakes,

@@ -123,6 +123,7 @@ async function asyncRoundDue(ctx: JobContext, job: JobRow): Promise<boolean> {
 export async function closeRound(ctx: JobContext, jobId: Hash, which: number | 'current', started?: () => void): Promise<boolean> {
   const closed = await ctx.roundLock.run(jobId, async () => {
     started?.()
+    const startedAt = performance.now()
     const job = await jobRow(ctx.db, jobId)
     const round = which === 'current' ? job.round : which
     if (job.round !== round || job.status !== 'active') return false
@@ -171,6 +172,8 @@ export async function closeRound(ctx: JobContext, jobId: Hash, which: number | '
       return true
     })
     if (moved) {
+      // Metrics (coordinator/ops/metrics.ts) time closes from this event: job id, round, seconds.
+      ctx.events.emit('roundClosed', jobId, round, (performance.now() - startedAt) / 1000)
       ctx.log(
         `job ${jobId.slice(0, 10)} round ${round} closed: held-out loss ${next.heldOutLoss.toFixed(4)}, accuracy ${(next.heldOutAccuracy * 100).toFixed(1)}%` +
           (next.clipped ? `, ${next.clipped} update(s) clipped to the median norm` : ''),
@@ -219,7 +222,11 @@ class RoundRaceError extends Error {
  * coordinator killed in the middle of a rebuild finds it again at start-up.
  */
 export async function firstDirtyRound(db: Queryable, jobId: Hash): Promise<number | null> {
-  const [row] = await db.query<{ round: number | null }>(`SELECT min(round) AS round FROM rounds WHERE job_id = $1 AND dirty`, [jobId])
+  // A job sealed by retention (coordinator/ops/retention.ts) has no updates left to rebuild from: its rounds are final.
+  const [row] = await db.query<{ round: number | null }>(
+    `SELECT min(round) AS round FROM rounds WHERE job_id = $1 AND dirty AND NOT EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND pruned_at IS NOT NULL)`,
+    [jobId],
+  )
   return row?.round == null ? null : Number(row.round)
 }
 

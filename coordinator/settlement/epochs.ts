@@ -191,8 +191,6 @@ export class EpochService {
       if (error instanceof NothingToPost) return null
       throw error
     }
-    this.trees.set(epoch, built.rewards)
-    this.claimsTrees.set(epoch, built.claims)
     this.options.log?.(
       `epoch ${epoch}: ${built.accounts} accounts, ${built.charges} jobs charged, ${built.claims ? built.claims.length : 0} claims committed, root ${(built.rewards?.root ?? zeroHash).slice(0, 10)}`,
     )
@@ -371,13 +369,15 @@ export class EpochService {
 
   private async tree(row: Pick<EpochRow, 'epoch'>): Promise<RewardTree | null> {
     if (this.trees.has(row.epoch)) return this.trees.get(row.epoch)!
-    const [stored] = await this.options.db.query<{ tree: ReturnType<RewardTree['dump']> | null }>(`SELECT tree FROM epochs WHERE deployment = $1 AND epoch = $2`, [
-      this.options.deployment,
-      row.epoch,
-    ])
+    const [stored] = await this.options.db.query<{ tree: ReturnType<RewardTree['dump']> | null; status: string }>(
+      `SELECT tree, status FROM epochs WHERE deployment = $1 AND epoch = $2`,
+      [this.options.deployment, row.epoch],
+    )
     // An epoch that pays nobody (only commits claims) has no reward tree.
     const tree = stored?.tree ? loadRewardTree(stored.tree) : null
-    this.trees.set(row.epoch, tree)
+    // Only a posted epoch's tree is final: one not yet posted may be discarded and built again, by this
+    // process or by another replica on the same store, whose discard this one's memory would not see.
+    if (stored?.status === 'posted') this.trees.set(row.epoch, tree)
     // Keep the newest few trees parsed; proofs are asked for the latest roots.
     for (const epoch of [...this.trees.keys()].sort((a, b) => a - b).slice(0, -8)) this.trees.delete(epoch)
     return tree
@@ -385,12 +385,12 @@ export class EpochService {
 
   private async claimsTree(epoch: number): Promise<ClaimsTree | null> {
     if (this.claimsTrees.has(epoch)) return this.claimsTrees.get(epoch)!
-    const [stored] = await this.options.db.query<{ claims_tree: unknown }>(`SELECT claims_tree FROM epochs WHERE deployment = $1 AND epoch = $2`, [
-      this.options.deployment,
-      epoch,
-    ])
+    const [stored] = await this.options.db.query<{ claims_tree: unknown; status: string }>(
+      `SELECT claims_tree, status FROM epochs WHERE deployment = $1 AND epoch = $2`,
+      [this.options.deployment, epoch],
+    )
     const tree = loadClaimsTree(stored?.claims_tree)
-    this.claimsTrees.set(epoch, tree)
+    if (stored?.status === 'posted') this.claimsTrees.set(epoch, tree)
     for (const e of [...this.claimsTrees.keys()].sort((a, b) => a - b).slice(0, -8)) this.claimsTrees.delete(e)
     return tree
   }

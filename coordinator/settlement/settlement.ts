@@ -11,6 +11,7 @@ import { FrozenSweeper } from './frozen.ts'
 import { EscrowWatcher, workInFlight } from './funding.ts'
 import type { TransactionQueue } from './transactions.ts'
 import { KeyedMutex } from '../mutex.ts'
+import { SETTLEMENT_LOCK, type HeldLock, type ReplicaLocks } from '../replicaLocks.ts'
 
 export interface SettlementOptions {
   db: Database
@@ -25,6 +26,11 @@ export interface SettlementOptions {
   faucet?: { ether: bigint; tokens: bigint; stake: bigint }
   now?: () => number
   log?: (message: string) => void
+  /**
+   * Shared with the other coordinator processes on the same PostgreSQL: one of them at a time runs the
+   * settlement tick, whose transactions all come from the one coordinator account.
+   */
+  locks?: ReplicaLocks
 }
 
 /** How often the escrow of every paid job is re-read: a deposit unblocks its job within this. */
@@ -84,7 +90,7 @@ export class Settlement {
     this.nextEpochAt = Date.now() + this.options.epochSeconds * 1000
     every(this.options.epochSeconds * 1000, async () => {
       this.nextEpochAt = Date.now() + this.options.epochSeconds * 1000
-      await this.closeEpoch()
+      await this.epochLock.run('epoch', () => this.timedTick())
     }, 'epoch')
   }
 
@@ -102,11 +108,50 @@ export class Settlement {
    */
   async closeEpoch(): Promise<EpochRecord | null> {
     // One at a time: the timer and a direct call (tests, the bench) racing would both see an escrow
-    // open and both send its close, and the second reverts with JobAlreadyClosed.
-    return this.epochLock.run('epoch', () => this.closeEpochNow())
+    // open and both send its close, and the second reverts with JobAlreadyClosed. Across replicas the
+    // same holds through the advisory lock; a direct call waits for another replica's tick to end.
+    return this.epochLock.run('epoch', async () => {
+      const lock = await this.options.locks?.acquire(SETTLEMENT_LOCK)
+      try {
+        return await this.closeEpochNow()
+      } finally {
+        await lock?.release()
+      }
+    })
   }
 
   private readonly epochLock = new KeyedMutex()
+
+  /**
+   * The timer's tick. With replicas, each has the timer, and the tick is skipped when another replica
+   * holds the settlement lock, or ran the tick less than an epoch ago (the time is kept in the store): the
+   * replicas together close one epoch per period, as one coordinator does, and when the one that ticked
+   * goes away another takes over within a period.
+   */
+  private async timedTick(): Promise<void> {
+    const { locks, db, deployment, epochSeconds } = this.options
+    if (!locks) {
+      await this.closeEpochNow()
+      return
+    }
+    const lock: HeldLock | null = await locks.tryAcquire(SETTLEMENT_LOCK)
+    if (!lock) return
+    try {
+      // Due when the last tick (by the database's clock, which every replica shares) is at least 0.9 periods
+      // old: the slack absorbs timers of different processes drifting by milliseconds.
+      const due = await db.query(
+        `INSERT INTO settings (key, value) VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint::text)
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+          WHERE settings.value::bigint <= (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $2
+         RETURNING value`,
+        [`settlement_tick_at:${deployment}`, epochSeconds * 900],
+      )
+      if (due.length === 0) return
+      await this.closeEpochNow()
+    } finally {
+      await lock.release()
+    }
+  }
 
   private async closeEpochNow(): Promise<EpochRecord | null> {
     await this.escrow.sync()

@@ -10,6 +10,7 @@ import {
 } from '../../src/protocol/index.ts'
 import type { JobContext } from '../context.ts'
 import type { Queryable } from '../db.ts'
+import { refereeLockName, type HeldLock } from '../replicaLocks.ts'
 import { closeRound, rebuildDirtyRounds } from '../rounds.ts'
 import { jobRow, type AttemptRow, type JobRow, type UnitRow } from '../rows.ts'
 import { convict, settleInconclusive } from './convictions.ts'
@@ -117,7 +118,10 @@ export async function runReferee(ctx: JobContext, jobId: Hash, round: number, in
   running.set(ctx, busy)
   if (busy.has(key)) return
   busy.add(key)
+  let held: HeldLock | null = null
   try {
+    // Another coordinator process on the same store computing this unit settles it; this one does not.
+    if (ctx.locks && !(held = await ctx.locks.tryAcquire(refereeLockName(key)))) return
     const job = await jobRow(ctx.db, jobId)
     const unit = await unitRow(ctx.db, jobId, round, index)
     if (!unit?.lease_id || unit.check_status !== 'referee') return
@@ -196,6 +200,7 @@ export async function runReferee(ctx: JobContext, jobId: Hash, round: number, in
     ctx.log(`referee for job ${jobId.slice(0, 10)} round ${round} unit ${index} failed: ${(error as Error).message}; retried on the next tick`)
   } finally {
     busy.delete(key)
+    await held?.release()
   }
 }
 
@@ -210,7 +215,9 @@ export async function judgeAlone(ctx: JobContext, attempt: AttemptRow): Promise<
   running.set(ctx, busy)
   if (busy.has(key)) return
   busy.add(key)
+  let held: HeldLock | null = null
   try {
+    if (ctx.locks && !(held = await ctx.locks.tryAcquire(refereeLockName(key)))) return
     const [current] = await ctx.db.query<AttemptRow>(`SELECT * FROM attempts WHERE lease_id = $1`, [attempt.lease_id])
     if (current?.verdict !== 'pending') return
     if (!ctx.referee) return settleInconclusive(ctx, attempt, 'its primary was removed and no referee can judge it alone')
@@ -242,6 +249,7 @@ export async function judgeAlone(ctx: JobContext, attempt: AttemptRow): Promise<
     ctx.log(`referee for a lone answer (lease ${attempt.lease_id}) failed: ${(error as Error).message}; retried on the next tick`)
   } finally {
     busy.delete(key)
+    await held?.release()
   }
 }
 
