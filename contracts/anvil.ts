@@ -8,6 +8,7 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { defineChain, type Chain } from 'viem'
 import { mnemonicToAccount } from 'viem/accounts'
+import { keepGoodCopies, restoreStateFile } from './anvilState.ts'
 
 /** The well-known development mnemonic anvil funds by default. Never hold real funds with it. */
 export const ANVIL_MNEMONIC = 'test test test test test test test test test test test junk'
@@ -21,7 +22,10 @@ export interface AnvilOptions {
   port?: number
   host?: string
   chainId?: number
-  /** Persists the chain state to this file (`--state`, dumped every second) and reloads it on start. */
+  /**
+   * Persists the chain state to this file (`--state`, dumped every second) and reloads it on start; a file a
+   * crash cut short is replaced by the last whole copy first (anvilState.ts).
+   */
   stateFile?: string
   /** Seconds between blocks; without it anvil mines one block per transaction. */
   blockTime?: number
@@ -111,7 +115,10 @@ export async function startAnvil(options: AnvilOptions = {}): Promise<AnvilInsta
   const host = options.host ?? '127.0.0.1'
   const chainId = options.chainId ?? 31337
   const args = ['--host', host, '--port', String(options.port ?? 0), '--chain-id', String(chainId), '--mnemonic', ANVIL_MNEMONIC]
-  if (options.stateFile !== undefined) args.push('--state', options.stateFile, '--state-interval', '1')
+  if (options.stateFile !== undefined) {
+    await restoreStateFile(options.stateFile)
+    args.push('--state', options.stateFile, '--state-interval', '1')
+  }
   if (options.blockTime !== undefined) args.push('--block-time', String(options.blockTime))
 
   // Not --quiet: with port 0 the "Listening on" line is the only way to learn the port. The output is
@@ -183,9 +190,12 @@ export async function startAnvil(options: AnvilOptions = {}): Promise<AnvilInsta
     await new Promise((r) => setTimeout(r, 20))
   }
 
+  const copies = options.stateFile !== undefined ? keepGoodCopies(options.stateFile) : null
+  void exitPromise.then(() => copies?.stop())
   let stopping: Promise<void> | null = null
   const stop = () => {
     stopping ??= (async () => {
+      await copies?.stop()
       if (exited !== null) return
       // SIGINT is anvil's graceful shutdown, which also writes the final --state dump.
       child.kill('SIGINT')

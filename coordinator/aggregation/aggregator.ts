@@ -36,3 +36,13 @@ export function threadAggregator(): Aggregator {
     },
   }
 }
+
+/**
+ * Starts the aggregation thread ahead of the first close. A coordinator calls it as it starts: the thread loads
+ * (seconds on a busy machine) while the store and the chain are opened, instead of after a restart, when a
+ * round left complete by the crash is closed at once and the next one soon after.
+ */
+export function prestartAggregationThread(): void {
+  shared ??= createThreadPool({ threads: 1 })
+  shared.prestart()
+}

@@ -49,6 +49,8 @@ export interface ThreadPool {
    * against their hash there). Rejects with ThreadFailure.
    */
   run(work: ThreadWork, blob: (hash: Hash) => Promise<Uint8Array>): Promise<ThreadAnswer>
+  /** Starts a thread now when none runs, so that the first piece of work does not wait for it to load (seconds). */
+  prestart(): void
   /** Fails what is queued or running with ThreadFailure ('closed') and ends the threads. */
   close(): Promise<void>
 }
@@ -157,6 +159,10 @@ export function createThreadPool(options: { threads?: number } = {}): ThreadPool
         queue.push({ id: nextId++, work, blob, resolve, reject })
         pump()
       })
+    },
+    prestart() {
+      if (closed || slots.size > 0) return
+      start().worker.unref()
     },
     async close() {
       if (closed) return
