@@ -1,5 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ROUTE_LIST } from '../src/protocol/index.ts'
 import { isWidgetCall, registerWidgetCors } from './cors.ts'
 
 const JOB = `0x${'ab'.repeat(32)}`
@@ -65,5 +66,49 @@ describe('CORS for the widget', () => {
     expect(isWidgetCall('PATCH', `/api/jobs/${JOB}`)).toBe(false)
     expect(isWidgetCall('GET', '/widget.js')).toBe(true)
     expect(isWidgetCall('GET', '/contribute.html')).toBe(false)
+  })
+
+  describe('over the whole route table (src/protocol/routes.ts)', () => {
+    let table: FastifyInstance
+    /** A request path for a route: every parameter filled with a plausible value. */
+    const pathOf = (path: string) => path.replace(/:[A-Za-z]+/g, (name) => (name === ':jobId' || name === ':hash' ? JOB : name === ':address' ? `0x${'12'.repeat(20)}` : '7'))
+
+    beforeAll(async () => {
+      table = Fastify()
+      await registerWidgetCors(table)
+      for (const route of ROUTE_LIST) table.route({ method: route.method, url: route.path, handler: async () => ({ ok: true }) })
+      await table.ready()
+    })
+
+    afterAll(() => table.close())
+
+    const nonWidget = ROUTE_LIST.filter((route) => !route.widget)
+
+    it('has routes of every kind that no other origin may call (owner actions, sign-in, faucet, job creation, operations)', () => {
+      expect(nonWidget.map((route) => route.name)).toEqual(
+        expect.arrayContaining(['pause', 'resume', 'cancel', 'budget', 'signIn', 'authNonce', 'faucet', 'createJob', 'metrics', 'healthz', 'readyz', 'openapi', 'live']),
+      )
+    })
+
+    it.each(nonWidget.map((route) => [route.method, route.path, route] as const))('refuses a foreign origin on %s %s: no CORS header, preflight or not', async (method, path) => {
+      const url = pathOf(path)
+      const announced = await table.inject({
+        method: 'OPTIONS',
+        url,
+        headers: { origin: SITE, 'access-control-request-method': method, 'access-control-request-headers': 'content-type' },
+      })
+      expect(announced.headers['access-control-allow-origin']).toBeUndefined()
+      expect(announced.headers['access-control-allow-methods']).toBeUndefined()
+      const direct = await table.inject({ method, url, headers: { origin: SITE } })
+      expect(direct.statusCode).toBe(200)
+      expect(direct.headers['access-control-allow-origin']).toBeUndefined()
+    })
+
+    it.each(ROUTE_LIST.filter((route) => route.widget).map((route) => [route.method, route.path] as const))('admits any origin on the widget call %s %s', async (method, path) => {
+      const url = pathOf(path)
+      const announced = await table.inject({ method: 'OPTIONS', url, headers: { origin: SITE, 'access-control-request-method': method } })
+      expect(announced.headers['access-control-allow-origin']).toBe('*')
+      expect((await table.inject({ method, url, headers: { origin: SITE } })).headers['access-control-allow-origin']).toBe('*')
+    })
   })
 })

@@ -1,5 +1,6 @@
 import fastifyCors from '@fastify/cors'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { ROUTE_LIST, routePathPattern } from '../src/protocol/index.ts'
 
 /**
  * The calls a contributor makes from a page of another origin (the widget's host site, or anyone's own
@@ -12,15 +13,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
  */
 const WIDGET_ROUTES: ReadonlyArray<{ methods: readonly string[]; path: RegExp }> = [
   { methods: ['GET'], path: /^\/widget\.js$/ },
-  { methods: ['GET'], path: /^\/api\/info$/ },
-  { methods: ['GET'], path: /^\/api\/jobs$/ },
-  { methods: ['GET'], path: /^\/api\/jobs\/[^/]+$/ },
-  { methods: ['POST'], path: /^\/api\/jobs\/[^/]+\/leases$/ },
-  { methods: ['POST'], path: /^\/api\/leases\/[^/]+\/submission$/ },
-  // Handing a lease back when the contributor stops, whichever form the route takes.
-  { methods: ['POST', 'DELETE'], path: /^\/api\/leases\/[^/]+(\/release)?$/ },
-  { methods: ['GET'], path: /^\/api\/blobs\/[^/]+$/ },
-  { methods: ['GET'], path: /^\/api\/rewards\/[^/]+$/ },
+  // The API's widget calls, as the protocol's route table marks them (src/protocol/routes.ts: `widget`).
+  ...ROUTE_LIST.filter((route) => route.widget).map((route) => ({ methods: [route.method], path: routePathPattern(route.path) })),
 ]
 
 /** Whether a request (or, for a preflight, the request it announces) is one of the widget's calls. */
@@ -46,7 +40,7 @@ export async function registerWidgetCors(app: FastifyInstance): Promise<void> {
       callback(null, {
         origin: '*',
         credentials: false,
-        methods: ['GET', 'POST', 'DELETE'],
+        methods: ['GET', 'POST'],
         allowedHeaders: ['content-type'],
         // A preflight answer is the same for every origin: let browsers keep it for a while.
         maxAge: 600,

@@ -1,68 +1,7 @@
-/**
- * Every refusal the coordinator gives, with its HTTP status. `code` is stable for programs (and tests);
- * the message says, for a person, what exactly was wrong.
- */
-export const ERROR_STATUS = {
-  malformed_request: 400,
-  malformed_submission: 400,
-  claim_mismatch: 400,
-  hash_mismatch: 400,
-  bad_signature: 401,
-  bad_lease_signature: 401,
-  stale_lease_request: 401,
-  stake_required: 403,
-  address_banned: 403,
-  lease_not_yours: 403,
-  job_not_found: 404,
-  faucet_unavailable: 404,
-  no_chain: 404,
-  lease_not_found: 404,
-  blob_not_found: 404,
-  unit_not_found: 404,
-  already_submitted: 409,
-  lease_not_live: 409,
-  replayed_lease_request: 409,
-  stale_round: 409,
-  wrong_input: 409,
-  job_finished: 409,
-  lease_expired: 410,
-  payload_too_large: 413,
-  wrong_shapes: 422,
-  non_finite_update: 422,
-  too_many_leases: 429,
-  // Sign-In with Ethereum and owner actions (coordinator/auth, coordinator/owner.ts).
-  siwe_malformed: 400,
-  siwe_wrong_domain: 401,
-  siwe_wrong_chain: 401,
-  siwe_expired: 401,
-  siwe_not_yet_valid: 401,
-  siwe_unknown_nonce: 401,
-  siwe_replayed_nonce: 409,
-  bad_siwe_signature: 401,
-  not_signed_in: 401,
-  session_expired: 401,
-  no_owner: 403,
-  not_owner: 403,
-  job_paused: 409,
-  job_cancelled: 409,
-  budget_below_owed: 409,
-  escrow_too_small: 409,
-  // Model download (coordinator/modelDownload.ts).
-  round_not_found: 404,
-  round_not_closed: 404,
-  no_model_yet: 404,
-  // Job creation (coordinator/jobCreation.ts): what was uploaded, and where it is wrong.
-  invalid_job_draft: 400,
-  missing_file: 400,
-  invalid_model: 400,
-  invalid_dataset: 400,
-  model_data_mismatch: 400,
-  unsupported_by_bundle: 400,
-  not_requester: 403,
-  file_too_large: 413,
-} as const
+import { ERROR_STATUS, type ErrorCode } from '../src/protocol/index.ts'
 
-export type ErrorCode = keyof typeof ERROR_STATUS
+// The list lives in the protocol module, shared with the typed client; re-exported for the server's code.
+export { ERROR_STATUS, type ErrorCode } from '../src/protocol/index.ts'
 
 export class CoordinatorError extends Error {
   override name = 'CoordinatorError'

@@ -13,6 +13,7 @@ import { textToDataset } from '../src/data/text.ts'
 import {
   CUSTOM_JOB_TRAINING,
   hashTensorList,
+  JOB_CREATION_FILE_FIELDS,
   jobSpecHash,
   parseJobDraft,
   parseJobSpec,
@@ -28,7 +29,8 @@ import type { JobService } from './jobs.ts'
 import { buildPreset, kernelBundleId, PresetError } from './presets/index.ts'
 
 /** The file fields of `POST /api/jobs`. */
-export const UPLOAD_FIELDS = ['model', 'weights', 'data', 'images', 'labels'] as const
+/** The file fields of `POST /api/jobs`, as the protocol names them. */
+export const UPLOAD_FIELDS = JOB_CREATION_FILE_FIELDS
 export type UploadField = (typeof UPLOAD_FIELDS)[number]
 
 export interface UploadedFile {

@@ -1,11 +1,12 @@
 import fastifyMultipart from '@fastify/multipart'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Address } from 'viem'
-import type { PresetInfo } from '../../src/protocol/index.ts'
+import { ROUTES, type PresetInfo } from '../../src/protocol/index.ts'
 import { checkRequester, createJobFromDraft, readDraft, UPLOAD_FIELDS, type UploadedFile, type UploadField } from '../jobCreation.ts'
 import { CoordinatorError } from '../errors.ts'
 import type { JobService } from '../jobs.ts'
 import { listPresets } from '../presets/index.ts'
+import { addRoute } from '../validate.ts'
 
 export interface UploadLimits {
   /** Largest model.json. */
@@ -53,12 +54,9 @@ export async function jobCreationRoutes(app: FastifyInstance, options: JobCreati
     limits: { fileSize: Math.max(limits.fileBytes, limits.modelBytes), files: limits.files, fields: 4, fieldSize: 1024 * 1024, parts: limits.files + 4 },
   })
 
-  app.get('/api/presets', async (): Promise<{ presets: readonly PresetInfo[] }> => ({ presets: listPresets() }))
+  addRoute(app, ROUTES.presets, async (): Promise<{ presets: readonly PresetInfo[] }> => ({ presets: listPresets() }))
 
-  app.post('/api/jobs', async (req, reply) => {
-    if (!req.isMultipart()) {
-      throw new CoordinatorError('invalid_job_draft', 'send the job as multipart/form-data: a "job" field with the draft (JSON), then any files')
-    }
+  addRoute(app, ROUTES.createJob, async (_input, req, reply) => {
     let draft: ReturnType<typeof readDraft> | null = null
     const files: UploadedFile[] = []
     let total = 0
@@ -94,5 +92,14 @@ export async function jobCreationRoutes(app: FastifyInstance, options: JobCreati
     if (!draft) throw new CoordinatorError('invalid_job_draft', 'no "job" field: send the draft (JSON) as the first part')
     const created = await createJobFromDraft(options.jobs, draft, files)
     return reply.status(created.created ? 201 : 200).send({ jobId: created.jobId, spec: created.spec })
+  }, {
+    // Before any byte is read: a body of another type would otherwise be parsed whole, up to the upload limit.
+    preParsing: async (req, _reply, payload) => {
+      // (req.isMultipart() is only known once the multipart parser ran.)
+      if (!/^multipart\/form-data\s*;/i.test(String(req.headers['content-type'] ?? ''))) {
+        throw new CoordinatorError('invalid_job_draft', 'send the job as multipart/form-data: a "job" field with the draft (JSON), then any files')
+      }
+      return payload
+    },
   })
 }

@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
+import { ROUTES } from '../../src/protocol/index.ts'
 import type { HttpOptions } from '../http.ts'
 import { ModelDownloads, type ModelCheckpoint } from '../modelDownload.ts'
+import { addRoute } from '../validate.ts'
 
 /**
  * Trained models, as stock `tf.loadLayersModel(url)` loads them:
@@ -21,20 +23,20 @@ export async function registerModelDownloadRoutes(app: FastifyInstance, options:
     void reply.header('cache-control', 'no-cache')
   }
 
-  app.get<{ Params: { jobId: string; round: string } }>('/api/jobs/:jobId/rounds/:round/model.json', async (req, reply) => {
-    const { model, ...checkpoint } = await downloads.modelJson(req.params.jobId, req.params.round, () => 'weights.bin')
+  addRoute(app, ROUTES.roundModel, async ({ params }, _req, reply) => {
+    const { model, ...checkpoint } = await downloads.modelJson(params.jobId, String(params.round), () => 'weights.bin')
     describe(reply, checkpoint)
     return model
   })
 
-  app.get<{ Params: { jobId: string } }>('/api/jobs/:jobId/model.json', async (req, reply) => {
-    const { model, ...checkpoint } = await downloads.modelJson(req.params.jobId, 'latest', (round) => `rounds/${round}/weights.bin`)
+  addRoute(app, ROUTES.latestModel, async ({ params }, _req, reply) => {
+    const { model, ...checkpoint } = await downloads.modelJson(params.jobId, 'latest', (round) => `rounds/${round}/weights.bin`)
     describe(reply, checkpoint)
     return model
   })
 
-  app.get<{ Params: { jobId: string; round: string } }>('/api/jobs/:jobId/rounds/:round/weights.bin', async (req, reply) => {
-    const { bytes, ...checkpoint } = await downloads.weights(req.params.jobId, req.params.round)
+  addRoute(app, ROUTES.roundWeights, async ({ params }, _req, reply) => {
+    const { bytes, ...checkpoint } = await downloads.weights(params.jobId, String(params.round))
     describe(reply, checkpoint)
     void reply.type('application/octet-stream')
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)

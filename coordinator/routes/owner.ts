@@ -1,7 +1,9 @@
 import type { FastifyInstance } from 'fastify'
-import type { OwnerActionResult } from '../../src/protocol/index.ts'
+import { ROUTES, type OwnerActionResult } from '../../src/protocol/index.ts'
 import type { HttpOptions } from '../http.ts'
 import { OwnerActions } from '../owner.ts'
+import type { RegisteredRateLimits } from '../rateLimits.ts'
+import { addRoute } from '../validate.ts'
 import { registerAuthRoutes, signedInAddress } from './auth.ts'
 import { registerModelDownloadRoutes } from './modelDownload.ts'
 
@@ -16,22 +18,20 @@ export async function registerOwnerRoutes(app: FastifyInstance, options: HttpOpt
     formatAmount: options.settlement ? (amount) => options.settlement!.formatAmount(amount) : undefined,
   })
   for (const action of ['pause', 'resume', 'cancel'] as const) {
-    app.post<{ Params: { jobId: string } }>(`/api/jobs/:jobId/${action}`, async (req): Promise<OwnerActionResult> => {
+    addRoute(app, ROUTES[action], async ({ params }, req): Promise<OwnerActionResult> => {
       const caller = await signedInAddress(req)
-      return owner[action](req.params.jobId, caller)
+      return owner[action](params.jobId, caller)
     })
   }
-  app.post<{ Params: { jobId: string }; Body: unknown }>('/api/jobs/:jobId/budget', async (req): Promise<OwnerActionResult> =>
-    owner.setBudget(req.params.jobId, await signedInAddress(req), req.body),
-  )
+  addRoute(app, ROUTES.budget, async ({ params, body }, req): Promise<OwnerActionResult> => owner.setBudget(params.jobId, await signedInAddress(req), body))
 }
 
 /**
  * The requester's side of the API, registered from http.ts in one call: sign-in first (owner actions, and
  * any other route calling `signedInAddress`, need it), then owner actions and model downloads.
  */
-export async function registerRequesterRoutes(app: FastifyInstance, options: HttpOptions): Promise<void> {
-  await registerAuthRoutes(app, options)
+export async function registerRequesterRoutes(app: FastifyInstance, options: HttpOptions, rateLimits?: RegisteredRateLimits): Promise<void> {
+  await registerAuthRoutes(app, options, rateLimits)
   await registerOwnerRoutes(app, options)
   await registerModelDownloadRoutes(app, options)
 }

@@ -2,7 +2,9 @@ import type { Address } from 'viem'
 import {
   buildSignInMessage,
   encodeSubmission,
+  isErrorCode,
   sha256Hex,
+  type ErrorCode,
   type Amount,
   type ApiErrorBody,
   type AuthNonce,
@@ -28,16 +30,41 @@ import {
   type UnitRecord,
 } from '../protocol/index.ts'
 
+/**
+ * A code the protocol does not list: from a newer coordinator, or `http_<status>` for an answer that was
+ * not the coordinator's JSON (a proxy's error page). `CoordinatorRequestError.code` is then `unknown`.
+ */
+export type UnknownErrorCode = 'unknown'
+
 /** A refusal from the coordinator, with its stable code (e.g. `stale_round`) and HTTP status. */
 export class CoordinatorRequestError extends Error {
   override name = 'CoordinatorRequestError'
+  /** One of the protocol's codes (src/protocol/errors.ts), or `unknown`; `serverCode` keeps what was sent. */
+  readonly code: ErrorCode | UnknownErrorCode
+  /** The code exactly as the answer gave it. */
+  readonly serverCode: string
+  /** For `rate_limited` (429): when to ask again, from the Retry-After header; null when not said. */
+  readonly retryAfterMs: number | null
   constructor(
     readonly status: number,
-    readonly code: string,
+    code: string,
     message: string,
+    options: { retryAfterMs?: number | null } = {},
   ) {
     super(message)
+    this.code = isErrorCode(code) ? code : 'unknown'
+    this.serverCode = code
+    this.retryAfterMs = options.retryAfterMs ?? null
   }
+}
+
+/** Retry-After as milliseconds: seconds, or an HTTP date. */
+function retryAfterMs(header: string | null): number | null {
+  if (!header) return null
+  const seconds = Number(header)
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000
+  const at = Date.parse(header)
+  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : null
 }
 
 /** The coordinator could not be reached at all (down, restarting, network gone). */
@@ -245,7 +272,9 @@ export class CoordinatorClient {
       } catch {
         // Not our JSON: a proxy or a crashed server. Report the status alone.
       }
-      throw new CoordinatorRequestError(response.status, body.code ?? `http_${response.status}`, body.message ?? response.statusText)
+      throw new CoordinatorRequestError(response.status, body.code ?? `http_${response.status}`, body.message ?? response.statusText, {
+        retryAfterMs: retryAfterMs(response.headers.get('retry-after')),
+      })
     }
     return response
   }

@@ -368,10 +368,13 @@ export class Scheduler {
       try {
         return await submit()
       } catch (error) {
-        const transient = error instanceof CoordinatorUnreachableError || (error instanceof CoordinatorRequestError && error.status >= 500)
-        if (!transient || Date.now() + backoff >= lease.expiresAt || this.state !== 'running') throw error
-        this.emit({ type: 'error', message: `${(error as Error).name}: ${(error as Error).message}; resubmitting`, retryAfterMs: backoff })
-        await this.sleep(backoff)
+        const transient =
+          error instanceof CoordinatorUnreachableError || (error instanceof CoordinatorRequestError && (error.status >= 500 || error.code === 'rate_limited'))
+        // A rate limit says when to come back (Retry-After); anything else backs off.
+        const wait = error instanceof CoordinatorRequestError && error.retryAfterMs !== null ? Math.max(error.retryAfterMs, backoff) : backoff
+        if (!transient || Date.now() + wait >= lease.expiresAt || this.state !== 'running') throw error
+        this.emit({ type: 'error', message: `${(error as Error).name}: ${(error as Error).message}; resubmitting`, retryAfterMs: wait })
+        await this.sleep(wait)
         backoff = Math.min(MAX_BACKOFF_MS, backoff * 2)
       }
     }
@@ -392,6 +395,13 @@ export class Scheduler {
       if (error.code === 'too_many_leases') {
         this.emit({ type: 'waiting', reason: error.message, retryAfterMs: TOO_MANY_LEASES_WAIT_MS })
         await this.sleep(TOO_MANY_LEASES_WAIT_MS)
+        return null
+      }
+      if (error.code === 'rate_limited') {
+        // Too many requests from this address or network: ask again when the coordinator says.
+        const wait = error.retryAfterMs ?? TOO_MANY_LEASES_WAIT_MS
+        this.emit({ type: 'waiting', reason: error.message, retryAfterMs: wait })
+        await this.sleep(wait)
         return null
       }
       if (error.code === 'job_paused') {
