@@ -95,3 +95,24 @@ export async function acquireNodeGpu(): Promise<NodeGpu | GpuUnavailable> {
     },
   }
 }
+
+/**
+ * Gives tfjs-backend-webgpu what a browser would: `navigator.gpu` from Dawn. Before the backend is imported,
+ * which registers itself only where `navigator.gpu` exists. Returns how to take it out again (Node will not
+ * exit while Dawn's GPU object is reachable from it). Used by the headless contributor and the kernel tests.
+ */
+export function installNavigatorGpu(gpu: GPU): () => void {
+  const g = globalThis as { navigator?: unknown }
+  const descriptor = Object.getOwnPropertyDescriptor(globalThis, 'navigator')
+  const previous = g.navigator
+  // Node 21+ has a read-only global navigator; define rather than assign so both work.
+  Object.defineProperty(globalThis, 'navigator', {
+    value: { ...(typeof previous === 'object' && previous ? previous : {}), gpu },
+    configurable: true,
+    writable: true,
+  })
+  return () => {
+    if (descriptor) Object.defineProperty(globalThis, 'navigator', descriptor)
+    else delete g.navigator
+  }
+}

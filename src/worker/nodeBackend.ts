@@ -2,7 +2,7 @@ import { createRequire } from 'node:module'
 import * as tf from '@tensorflow/tfjs'
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu'
 import { activateKernelBundle } from '../kernels/config.ts'
-import { isUnavailable, nodeGpu } from '../kernels/device.ts'
+import { installNavigatorGpu, isUnavailable, nodeGpu } from '../kernels/device.ts'
 import type { JobSpec } from '../protocol/index.ts'
 import { gpuDeviceLost, guardGpu, recreateGpuBackend, selectBackend } from './backend.ts'
 import { useCpuKernelsFor } from './cpuKernels.ts'
@@ -74,26 +74,6 @@ function dawnVersion(): string {
     return (createRequire(import.meta.url)('webgpu/package.json') as { version: string }).version
   } catch {
     return 'unknown'
-  }
-}
-
-/**
- * Gives tfjs-backend-webgpu what a browser would: `navigator.gpu` from Dawn. Before the backend is imported,
- * which registers itself only where `navigator.gpu` exists. Returns how to take it out again.
- */
-function installNavigatorGpu(gpu: GPU): () => void {
-  const g = globalThis as { navigator?: unknown }
-  const descriptor = Object.getOwnPropertyDescriptor(globalThis, 'navigator')
-  const previous = g.navigator
-  // Node 21+ has a read-only global navigator; define rather than assign so both work.
-  Object.defineProperty(globalThis, 'navigator', {
-    value: { ...(typeof previous === 'object' && previous ? previous : {}), gpu },
-    configurable: true,
-    writable: true,
-  })
-  return () => {
-    if (descriptor) Object.defineProperty(globalThis, 'navigator', descriptor)
-    else delete g.navigator
   }
 }
 

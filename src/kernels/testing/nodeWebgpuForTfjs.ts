@@ -1,4 +1,4 @@
-import { isUnavailable, nodeGpu, type GpuUnavailable } from '../device.ts'
+import { installNavigatorGpu, isUnavailable, nodeGpu, type GpuUnavailable } from '../device.ts'
 
 export interface InstalledWebgpu {
   /** Removes `navigator` again (Node will not exit while Dawn's GPU object is reachable from it). */
@@ -15,19 +15,5 @@ export async function installNodeWebgpuForTfjs(): Promise<InstalledWebgpu | GpuU
   if (isUnavailable(gpu)) return gpu
   const adapter = await gpu.requestAdapter().catch(() => null)
   if (!adapter) return { unavailable: `no WebGPU adapter (VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES ?? ''})` }
-  const g = globalThis as { navigator?: unknown }
-  const descriptor = Object.getOwnPropertyDescriptor(globalThis, 'navigator')
-  const previous = g.navigator
-  // Node 21+ has a read-only global navigator; define rather than assign so both work.
-  Object.defineProperty(globalThis, 'navigator', {
-    value: { ...(typeof previous === 'object' && previous ? previous : {}), gpu },
-    configurable: true,
-    writable: true,
-  })
-  return {
-    restore() {
-      if (descriptor) Object.defineProperty(globalThis, 'navigator', descriptor)
-      else delete g.navigator
-    },
-  }
+  return { restore: installNavigatorGpu(gpu) }
 }
