@@ -71,7 +71,12 @@ function uninterruptedRun() {
 }
 
 /** Waits until every payable answer is in a posted root: each contributor's latest leaf is what it earned. */
-async function settled(client: CoordinatorClient, crew: Crew) {
+/**
+ * Once a job finishes, checks still pending go to the referee (a tick or two): an answer is paid only once its
+ * check settles, so the audit waits for both, every check settled and every payable answer in a posted root.
+ */
+async function settled(client: CoordinatorClient, crew: Crew, jobId: Hash) {
+  await until(() => client.progress(jobId), (p) => p.verification.checksPending === 0, 'every check of the finished job settled', 60_000, 200)
   return until(
     async () => Promise.all(crew.members.map((m) => client.rewards(m.address))),
     (views) => views.every((v) => v.latest !== null && BigInt(v.earned) > 0n && v.latest.cumulativeAmount === v.earned),
@@ -198,7 +203,7 @@ describe.concurrent('a coordinator killed with SIGKILL 20 times during a job', (
 
     const finished = await until(() => client.progress(jobId), (p) => p.status === 'finished', 'the job finishing', 120_000, 100)
     await until(() => crew.members.map((m) => m.scheduler.currentState), (states) => states.every((s) => s === 'finished'), 'contributors finishing', 60_000, 100)
-    const views = await settled(client, crew)
+    const views = await settled(client, crew, jobId)
     const rewards = new Map(views.map((v) => [v.address, BigInt(v.latest!.cumulativeAmount)]))
     // The local chain is started again with each coordinator, on a new port.
     const onChain = await auditChain((await client.info()).chain!.rpcUrl, chain.contracts, jobId, CRASH_JOB_REQUESTER.address)
@@ -306,7 +311,7 @@ describe.concurrent('a coordinator killed with SIGKILL 20 times during a job', (
 
       const finished = await until(() => observer.progress(jobId), (p) => p.status === 'finished', 'the job finishing', 120_000, 100)
       await until(() => crew.members.map((m) => m.scheduler.currentState), (states) => states.every((s) => s === 'finished'), 'contributors finishing', 60_000, 100)
-      const views = await settled(observer, crew)
+      const views = await settled(observer, crew, jobId)
       const rewards = new Map(views.map((v) => [v.address, BigInt(v.latest!.cumulativeAmount)]))
       const onChain = await auditChain(anvil.rpcUrl, deployment.contracts, jobId, CRASH_JOB_REQUESTER.address)
       const db = await openPostgres(postgres.url)
