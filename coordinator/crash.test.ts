@@ -7,13 +7,13 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { anvilAccount, anvilChain, startAnvil, type AnvilInstance } from '../contracts/anvil.ts'
 import { DEFAULT_DEPLOY_PARAMETERS, deployTabTrain } from '../contracts/deploy.ts'
 import { CoordinatorClient } from '../src/client/coordinatorClient.ts'
-import { DEFAULT_VERIFICATION, type Hash, type JobProgress, type JobSpec } from '../src/protocol/index.ts'
+import { DEFAULT_VERIFICATION, type ContractAddresses, type Hash, type JobProgress, type JobSpec } from '../src/protocol/index.ts'
 import { auditChain, auditStore, type ChainAudit, type StoreAudit } from './crash/audit.ts'
 import { Crew } from './crash/crew.ts'
 import { CRASH_JOB_PRICE, CRASH_JOB_REQUESTER, createCrashJob, depositBudget, stakeFor } from './crash/job.ts'
 import { runKills, until, type KillRecord } from './crash/killLoop.ts'
 import { planKills } from './crash/killPlan.ts'
-import { openPglite, openPostgres } from './db.ts'
+import { openPglite, openPostgres, type Database } from './db.ts'
 import { startCoordinator, type RunningCoordinator } from './server.ts'
 import { startTemporaryCoordinator } from './testing/inProcess.ts'
 import { postgresUnavailableReason, startPostgresServer, type PostgresServer } from './testing/postgresServer.ts'
@@ -127,6 +127,53 @@ function expectNothingLostOrPaidTwice(store: StoreAudit, chain: ChainAudit, spec
   for (const m of crew.members) expect(m.scheduler.currentState).toBe('finished')
 }
 
+/** The job's id, pinned: the draft, the seeded weights and the CSV make the spec. */
+const CRASH_JOB_ID = '0x78bd73d29ef9437a482cdc25fbe81708954ddd80d915cc66095e2caefcb67313'
+
+/**
+ * After the last kill: the job finishes and settles by itself (the contributors were never restarted), then
+ * the chain and the store are audited and both settings' invariants asserted, with the summary line printed.
+ */
+async function auditAndExpect(p: {
+  setting: string
+  records: KillRecord[]
+  observer: CoordinatorClient
+  crew: Crew
+  jobId: Hash
+  spec: JobSpec
+  /** The chain's RPC URL now (a local chain comes back on a new port with each restart of its coordinator). */
+  rpcUrl: () => Promise<string>
+  contracts: ContractAddresses
+  /** Opens the store for the audit, once whatever holds it has let go. */
+  openStore: () => Promise<Database>
+  baseline: ReturnType<typeof uninterruptedRun>
+}) {
+  const { observer, crew, jobId, spec } = p
+  const finished = await until(() => observer.progress(jobId), (progress) => progress.status === 'finished', 'the job finishing', 120_000, 100)
+  await until(() => crew.members.map((m) => m.scheduler.currentState), (states) => states.every((s) => s === 'finished'), 'contributors finishing', 60_000, 100)
+  const views = await settled(observer, crew, jobId)
+  const rewards = new Map(views.map((v) => [v.address, BigInt(v.latest!.cumulativeAmount)]))
+  const onChain = await auditChain(await p.rpcUrl(), p.contracts, jobId, CRASH_JOB_REQUESTER.address)
+  const db = await p.openStore()
+  let store: StoreAudit
+  try {
+    store = await auditStore(db, { id: jobId, rounds: ROUNDS, unitsPerRound: spec.training.unitsPerRound, initialWeights: spec.model.initialWeights }, crew.acknowledged())
+  } finally {
+    await db.close()
+  }
+
+  const reference = await p.baseline
+  console.log(summarize(p.setting, p.records, store, onChain, crew, finished.checkpoint))
+  expect(p.records).toHaveLength(KILLS)
+  expectNothingLostOrPaidTwice(store, onChain, spec, crew, rewards)
+  expect(crew.outages().every((n) => n > 0)).toBe(true)
+  // The same job id, so the same spec; the same model, bit for bit, after every round.
+  expect(jobId).toBe(CRASH_JOB_ID)
+  expect(reference.jobId).toBe(jobId)
+  expect(finished.checkpoint).toBe(reference.progress.checkpoint)
+  expect(store.outputs).toEqual(reference.progress.history.map((r) => r.outputHash))
+}
+
 const postgresMissing = postgresUnavailableReason()
 if (postgresMissing) console.warn(`[coordinator/crash.test.ts] the replica setting is skipped: ${postgresMissing}`)
 
@@ -201,33 +248,22 @@ describe.concurrent('a coordinator killed with SIGKILL 20 times during a job', (
     })
     await (await spare).discard()
 
-    const finished = await until(() => client.progress(jobId), (p) => p.status === 'finished', 'the job finishing', 120_000, 100)
-    await until(() => crew.members.map((m) => m.scheduler.currentState), (states) => states.every((s) => s === 'finished'), 'contributors finishing', 60_000, 100)
-    const views = await settled(client, crew, jobId)
-    const rewards = new Map(views.map((v) => [v.address, BigInt(v.latest!.cumulativeAmount)]))
-    // The local chain is started again with each coordinator, on a new port.
-    const onChain = await auditChain((await client.info()).chain!.rpcUrl, chain.contracts, jobId, CRASH_JOB_REQUESTER.address)
-    // The store is read once the coordinator has closed it.
-    await coordinator.kill('SIGTERM')
-    const db = await openPglite(join(coordinator.dataDir, 'pgdata'))
-    let store: StoreAudit
-    try {
-      store = await auditStore(db, { id: jobId, rounds: ROUNDS, unitsPerRound: spec.training.unitsPerRound, initialWeights: spec.model.initialWeights }, crew.acknowledged())
-    } finally {
-      await db.close()
-    }
-
-    const reference = await baseline
-    console.log(summarize('(a) one coordinator on PGlite', records, store, onChain, crew, finished.checkpoint))
-    expect(records).toHaveLength(KILLS)
-    expectNothingLostOrPaidTwice(store, onChain, spec, crew, rewards)
-    expect(crew.outages().every((n) => n > 0)).toBe(true)
-    // The same job id, so the same spec (pinned: the draft, the seeded weights and the CSV make it); the same
-    // model, bit for bit, after every round.
-    expect(jobId).toBe('0x78bd73d29ef9437a482cdc25fbe81708954ddd80d915cc66095e2caefcb67313')
-    expect(reference.jobId).toBe(jobId)
-    expect(finished.checkpoint).toBe(reference.progress.checkpoint)
-    expect(store.outputs).toEqual(reference.progress.history.map((r) => r.outputHash))
+    await auditAndExpect({
+      setting: '(a) one coordinator on PGlite',
+      records,
+      observer: client,
+      crew,
+      jobId,
+      spec,
+      rpcUrl: async () => (await client.info()).chain!.rpcUrl,
+      contracts: chain.contracts,
+      // The store is read once the coordinator has closed it.
+      openStore: async () => {
+        await coordinator.kill('SIGTERM')
+        return openPglite(join(coordinator.dataDir, 'pgdata'))
+      },
+      baseline,
+    })
   })
   it.skipIf(postgresMissing)(
     'one of three replicas on PostgreSQL: loses no update, pays nothing twice, ends on the uninterrupted model',
@@ -309,28 +345,18 @@ describe.concurrent('a coordinator killed with SIGKILL 20 times during a job', (
       })
       await (await spare).discard()
 
-      const finished = await until(() => observer.progress(jobId), (p) => p.status === 'finished', 'the job finishing', 120_000, 100)
-      await until(() => crew.members.map((m) => m.scheduler.currentState), (states) => states.every((s) => s === 'finished'), 'contributors finishing', 60_000, 100)
-      const views = await settled(observer, crew, jobId)
-      const rewards = new Map(views.map((v) => [v.address, BigInt(v.latest!.cumulativeAmount)]))
-      const onChain = await auditChain(anvil.rpcUrl, deployment.contracts, jobId, CRASH_JOB_REQUESTER.address)
-      const db = await openPostgres(postgres.url)
-      let store: StoreAudit
-      try {
-        store = await auditStore(db, { id: jobId, rounds: ROUNDS, unitsPerRound: spec.training.unitsPerRound, initialWeights: spec.model.initialWeights }, crew.acknowledged())
-      } finally {
-        await db.close()
-      }
-
-      const reference = await baseline
-      console.log(summarize('(b) one of three replicas on PostgreSQL', records, store, onChain, crew, finished.checkpoint))
-      expect(records).toHaveLength(KILLS)
-      expectNothingLostOrPaidTwice(store, onChain, spec, crew, rewards)
-      expect(crew.outages().every((n) => n > 0)).toBe(true)
-      expect(jobId).toBe('0x78bd73d29ef9437a482cdc25fbe81708954ddd80d915cc66095e2caefcb67313')
-      expect(reference.jobId).toBe(jobId)
-      expect(finished.checkpoint).toBe(reference.progress.checkpoint)
-      expect(store.outputs).toEqual(reference.progress.history.map((r) => r.outputHash))
+      await auditAndExpect({
+        setting: '(b) one of three replicas on PostgreSQL',
+        records,
+        observer,
+        crew,
+        jobId,
+        spec,
+        rpcUrl: async () => anvil.rpcUrl,
+        contracts: deployment.contracts,
+        openStore: () => openPostgres(postgres.url),
+        baseline,
+      })
     },
   )
 })
