@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'node:events'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { ROUTES } from '../../src/protocol/index.ts'
 import type { Queryable } from '../db.ts'
 
 /**
@@ -138,8 +139,8 @@ export function observeTransactions(metrics: CoordinatorMetrics, queue: { outcom
   return () => queue.outcomes.off('outcome', onOutcome)
 }
 
-const LEASE_ROUTE = '/api/jobs/:jobId/leases'
-const SUBMISSION_ROUTE = '/api/leases/:leaseId/submission'
+const LEASE_ROUTE = ROUTES.lease.path
+const SUBMISSION_ROUTE = ROUTES.submission.path
 
 /** What an answer said, noted before it is serialized and counted once it is sent. */
 const answers = new WeakMap<FastifyRequest, { status?: unknown; code?: unknown }>()
