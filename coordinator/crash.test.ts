@@ -21,8 +21,12 @@ import { prepareCoordinator, removeDataDir, spawnCoordinator, type PreparedCoord
 
 /** SIGKILLs per setting (issue 12). */
 const KILLS = 20
-/** Rounds of the job: enough units (K = 4 a round) to spread the kills over, with a few left to finish on. */
-const ROUNDS = 24
+/**
+ * Rounds of the job (K = 4 a round): enough units to spread the kills over and to spare. Each kill waits for
+ * the job to move on after the restart before it and then for its aim (a close, an epoch), so on a loaded
+ * machine a kill cycle can use up 5 units or more: 24 rounds (96 units) once ran out before the 20th kill.
+ */
+const ROUNDS = 40
 const CONTRIBUTORS = 3
 /** Epochs every second, so that kills land while roots are being posted. */
 const COORDINATOR_ENV = { TABTRAIN_EPOCH_SECONDS: '1', TABTRAIN_LOG_FORMAT: 'json', TABTRAIN_LOG_LEVEL: 'info' }
@@ -128,7 +132,7 @@ function expectNothingLostOrPaidTwice(store: StoreAudit, chain: ChainAudit, spec
 }
 
 /** The job's id, pinned: the draft, the seeded weights and the CSV make the spec. */
-const CRASH_JOB_ID = '0x78bd73d29ef9437a482cdc25fbe81708954ddd80d915cc66095e2caefcb67313'
+const CRASH_JOB_ID = '0x7f0531472989b7154b568d3ad581a23b7562a8f2603f46617baebcf90f6dbf67'
 
 /**
  * After the last kill: the job finishes and settles by itself (the contributors were never restarted), then
